@@ -1,0 +1,55 @@
+"""brian2_numba: a numba code generation target for Brian2 (no C++ compiler).
+
+Usage::
+
+    import brian2_numba
+    from brian2 import *
+    prefs.codegen.target = 'numba'
+
+Importing the package registers the target ``'numba'``, its preferences
+(``codegen.runtime.numba.*``, see :mod:`brian2_numba.preferences`) and its
+cache directory (so that ``clear_cache('numba')`` works).
+"""
+
+import brian2
+
+from .preferences import register_preferences
+
+register_preferences()
+
+from .cache import (  # noqa: E402
+    CACHE_FILE_SUFFIXES,
+    cache_stats,
+    configured_cache_directory,
+    default_cache_directory,
+)
+from .codeobject import NumbaCodeObject  # noqa: E402
+from .functions import register_functions  # noqa: E402
+from .inspection import generated_files  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["NumbaCodeObject", "cache_stats", "generated_files", "default_cache_directory"]
+
+register_functions()
+
+
+class _CacheRegistration(tuple):
+    """``(directory, suffixes)`` for ``brian2.clear_cache('numba')``.
+
+    Brian reads this pair when it clears or measures the cache; unpacking it
+    yields the directory the preferences name *now*, so a changed
+    ``codegen.runtime.numba.cache_dir`` is respected.
+    """
+
+    def __new__(cls):
+        return super().__new__(cls, (None, CACHE_FILE_SUFFIXES))
+
+    def __iter__(self):
+        yield configured_cache_directory()
+        yield CACHE_FILE_SUFFIXES
+
+    def __getitem__(self, index):
+        return tuple(self)[index]
+
+
+brian2._cache_dirs_and_extensions["numba"] = _CacheRegistration()

@@ -1,0 +1,259 @@
+"""``NumbaCodeObject``: runs Brian code objects as cached ``@numba.njit`` kernels.
+
+Each block (``before_run``, ``run``, ``after_run``) of a code object is one
+generated module (see :mod:`brian2_numba.cache`) that defines ``main``: either
+the kernel itself or a thin Python function around kernels (for work that
+still needs Brian's Python objects, e.g. resizing monitors). The names of
+``main``'s parameters are looked up in the code object's namespace *once*, when
+the block is compiled, so a time step costs one call with a ready-made tuple of
+arguments: no namespace unpacking, no logging, no introspection.
+"""
+
+import inspect
+
+import numpy as np
+from brian2.codegen.codeobject import CodeObject, check_compiler_kwds, constant_or_scalar
+from brian2.codegen.targets import codegen_targets
+from brian2.codegen.templates import Templater
+from brian2.core.base import BrianObjectException
+from brian2.core.functions import Function
+from brian2.core.preferences import prefs
+from brian2.devices.device import get_device
+from brian2.core.variables import (
+    ArrayVariable,
+    AuxiliaryVariable,
+    DynamicArrayVariable,
+    Subexpression,
+)
+from brian2.utils.logger import get_logger
+from numba.core.errors import NumbaError
+
+from .cache import load_module
+from .functions import HEADER_IMPORTS
+from .generator import NumbaCodeGenerator
+
+__all__ = ["NumbaCodeObject", "KernelCompilationError"]
+
+logger = get_logger(__name__)
+
+
+class KernelCompilationError(Exception):
+    """numba could not compile a generated kernel (the message says why)."""
+
+
+def numba_decorator():
+    """The ``@_numba.njit(...)`` line for kernels, from the preferences."""
+    options = [
+        "cache=True",
+        "nogil=True",
+        f"error_model={prefs['codegen.runtime.numba.error_model']!r}",
+    ]
+    if prefs["codegen.runtime.numba.fastmath"]:
+        options.append("fastmath=True")
+    if prefs["codegen.runtime.numba.boundscheck"]:
+        options.append("boundscheck=True")
+    return f"@_numba.njit({', '.join(options)})"
+
+
+def argument_list(names, exclude=(), prepend=()):
+    """``'a, b, c'`` for a parameter or argument list (templates use this)."""
+    return ", ".join(list(prepend) + [n for n in names if n not in exclude])
+
+
+def affixed(names, prefix="", suffix=""):
+    """``[prefix + name + suffix, ...]`` (templates build parameter lists with it)."""
+    return [f"{prefix}{name}{suffix}" for name in names]
+
+
+def array_names(variables, access_data=True):
+    """Generated names of array variables (their data, or the dynamic array)."""
+    return [
+        NumbaCodeGenerator.get_array_name(var, access_data=access_data)
+        for var in variables
+    ]
+
+
+def _short_numba_message(exc, max_lines=20):
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines] + ["[...]"]
+    return "\n".join(lines)
+
+
+def _tidy(code):
+    """Strip trailing blanks and runs of empty lines that templating leaves."""
+    lines = [line.rstrip() for line in code.splitlines()]
+    tidy = []
+    for line in lines:
+        if line or (tidy and tidy[-1]) or (len(tidy) > 1 and tidy[-2]):
+            tidy.append(line)
+    return "\n".join(tidy).strip() + "\n"
+
+
+class _CompiledBlock:
+    """``main`` of a generated module plus its ready-made argument tuple."""
+
+    __slots__ = ("main", "parameters", "args", "path")
+
+    def __init__(self, main, parameters, args, path):
+        self.main = main
+        self.parameters = parameters
+        self.args = args
+        self.path = path
+
+
+class NumbaCodeObject(CodeObject):
+    """Execute Brian code as numba-compiled kernels (no C++ compiler needed)."""
+
+    templater = Templater(
+        "brian2_numba",
+        ".py_",
+        env_globals={
+            "numba_decorator": numba_decorator,
+            "args": argument_list,
+            "affixed": affixed,
+            "array_names": array_names,
+            "constant_or_scalar": constant_or_scalar,
+            "header_imports": ", ".join(HEADER_IMPORTS),
+            "dtype": np.dtype,
+        },
+    )
+    generator_class = NumbaCodeGenerator
+    class_name = "numba"
+
+    def __init__(
+        self,
+        owner,
+        code,
+        variables,
+        variable_indices,
+        template_name,
+        template_source,
+        compiler_kwds,
+        name="numba_code_object*",
+    ):
+        check_compiler_kwds(compiler_kwds, [], "numba")
+        super().__init__(
+            owner,
+            code,
+            variables,
+            variable_indices,
+            template_name,
+            template_source,
+            compiler_kwds=compiler_kwds,
+            name=name,
+        )
+        self.device = get_device()
+        self.namespace = {"_owner": self.owner}
+        self.nonconstant_values = []
+        self.variables_to_namespace()
+
+    @classmethod
+    def is_available(cls):
+        return True  # numba is a hard dependency; nothing to compile or test
+
+    # -- namespace -----------------------------------------------------------
+
+    def _insert_func_namespace(self, func):
+        impl = func.implementations[self]
+        func_namespace = impl.get_namespace(self.owner)
+        if func_namespace is not None:
+            self.namespace.update(func_namespace)
+        for dep in (impl.dependencies or {}).values():
+            self._insert_func_namespace(dep)
+
+    def variables_to_namespace(self):
+        """Everything a generated block may ask for, under its generated name."""
+        for name, var in self.variables.items():
+            if isinstance(var, Function):
+                self._insert_func_namespace(var)
+                continue
+            if isinstance(var, (AuxiliaryVariable, Subexpression)):
+                continue
+            try:
+                value = var.get_value()
+            except (TypeError, AttributeError):
+                self.namespace[name] = var  # e.g. the spike queue
+                continue
+            if isinstance(var, ArrayVariable):
+                self.namespace[self.device.get_array_name(var, self.variables)] = value
+                if var.scalar and var.constant:
+                    self.namespace[name] = value.item()
+            else:
+                self.namespace[name] = value
+            if isinstance(var, DynamicArrayVariable):
+                dynamic_name = self.device.get_array_name(var, access_data=False)
+                self.namespace[dynamic_name] = self.device.get_value(
+                    var, access_data=False
+                )
+                if var.needs_reference_update:
+                    array_name = self.device.get_array_name(var, self.variables)
+                    self.nonconstant_values.append((array_name, var.get_value))
+            self.namespace[f"_var_{name}"] = var
+
+    def update_namespace(self):
+        for name, get_value in self.nonconstant_values:
+            self.namespace[name] = get_value()
+
+    # -- compiling and running ---------------------------------------------
+
+    def compile_block(self, block):
+        code = getattr(self.code, block, "").strip()
+        if not code or "EMPTY_CODE_BLOCK" in code:
+            return None
+        module = load_module(_tidy(code))
+        main = module.main
+        parameters = tuple(inspect.signature(getattr(main, "py_func", main)).parameters)
+        missing = [p for p in parameters if p not in self.namespace]
+        if missing:
+            raise KeyError(
+                f"Generated code for '{self.name}' ({module.__file__}) needs "
+                f"{missing}, which the namespace does not provide."
+            )
+        args = tuple(self.namespace[p] for p in parameters)
+        logger.diagnostic(f"{self.name}.{block}: {module.__file__}")
+        return _CompiledBlock(main, parameters, args, module.__file__)
+
+    @property
+    def source_files(self):
+        """``{block: path}`` of the generated ``.py`` files of this code object."""
+        return {
+            block: compiled.path
+            for block, compiled in self.compiled_code.items()
+            if compiled is not None
+        }
+
+    def _refresh_args(self):
+        for compiled in self.compiled_code.values():
+            if compiled is not None:
+                compiled.args = tuple(self.namespace[p] for p in compiled.parameters)
+
+    def __call__(self, **kwds):
+        if kwds or self.nonconstant_values:
+            self.update_namespace()
+            self.namespace.update(kwds)
+            self._refresh_args()
+        return self.run_block("run")
+
+    def run_block(self, block):
+        compiled = self.compiled_code[block]
+        if compiled is None:
+            return None
+        try:
+            return compiled.main(*compiled.args)
+        except NumbaError as exc:
+            raise BrianObjectException(
+                f"numba could not compile the '{block}' block of code object "
+                f"'{self.name}' (generated code: {compiled.path}).",
+                self.owner,
+            ) from KernelCompilationError(_short_numba_message(exc))
+        except Exception as exc:
+            raise BrianObjectException(
+                f"An exception occurred during the execution of the '{block}' "
+                f"block of code object '{self.name}' (generated code: "
+                f"{compiled.path}).",
+                self.owner,
+            ) from exc
+
+
+codegen_targets.add(NumbaCodeObject)

@@ -1,0 +1,252 @@
+"""``NumbaCodeGenerator``: Brian's abstract code as scalar Python loops for numba.
+
+Mirrors Brian's Cython generator (read arrays, compute, write arrays, per
+index), not the vectorised numpy one, because numba compiles explicit loops
+best. The output is plain Python syntax, so Brian's base ``NodeRenderer`` is
+already right: numba follows Python semantics for ``%`` and ``//``.
+
+Everything a kernel needs from Brian's namespace becomes a kernel *argument*
+(``kernel_args``): numba freezes module globals into the compiled (and
+cached) code, so a value that can change between runs must never be a
+global.
+"""
+
+import itertools
+
+from brian2.core.functions import Function
+from brian2.core.variables import (
+    ArrayVariable,
+    AuxiliaryVariable,
+    Constant,
+    Subexpression,
+)
+from brian2.codegen.generators.base import CodeGenerator
+from brian2.parsing.bast import brian_dtype_from_dtype
+from brian2.parsing.rendering import NodeRenderer
+from brian2.utils.stringtools import deindent, indent, word_substitute
+
+__all__ = ["NumbaCodeGenerator", "NumbaNodeRenderer"]
+
+
+class NumbaNodeRenderer(NodeRenderer):
+    """Python syntax, plus the namespace arrays of functions as trailing arguments.
+
+    A numba implementation cannot read arrays from globals (they would be
+    frozen), so a function whose implementation has a namespace (e.g. the
+    random number buffers of ``rand``) gets its namespace entries appended to
+    every call: ``rand(_vectorisation_idx)`` becomes
+    ``_rand(_vectorisation_idx, _rand_buffer, _rand_buffer_index)``.
+    """
+
+    def __init__(self, auto_vectorise=None, trailing_args=None):
+        super().__init__(auto_vectorise=auto_vectorise)
+        self.trailing_args = trailing_args or {}
+
+    def render_Call(self, node):
+        code = super().render_Call(node)
+        extra = self.trailing_args.get(node.func.id)
+        if extra:
+            head = code[:-1]  # without the closing parenthesis
+            separator = "" if head.endswith("(") else ", "
+            code = f"{head}{separator}{', '.join(extra)})"
+        return code
+
+
+class NumbaCodeGenerator(CodeGenerator):
+    """Generates the bodies of ``@numba.njit`` kernels (see module docstring)."""
+
+    class_name = "numba"
+
+    def __init__(self, *args, **kwds):
+        super().__init__(*args, **kwds)
+        #: function name in code -> names of its namespace entries (trailing args)
+        self.trailing_args = {}
+        self._support_code = []
+        self._kernel_args = []
+        self._collect_functions()
+
+    # -- functions ---------------------------------------------------------
+
+    def _collect_functions(self):
+        """Gather support code and namespace arguments of all used functions.
+
+        Done up front, because the trailing arguments must be known when the
+        statements are rendered.
+        """
+        added = set()
+        for varname, var in sorted(self.variables.items()):
+            if isinstance(var, Function):
+                self._add_function(varname, var, added)
+
+    def _add_function(self, varname, func, added):
+        """Add ``func`` (and, first, its dependencies); return its namespace keys."""
+        impl = func.implementations[self.codeobj_class]
+        code_name = impl.name if impl.name is not None else varname
+        if (code_name, func) in added:
+            return self.trailing_args.get(code_name, [])
+        added.add((code_name, func))
+        namespace_keys = []
+        for dep_name, dep in (impl.dependencies or {}).items():
+            for key in self._add_function(dep_name, dep, added):
+                if key not in namespace_keys:
+                    namespace_keys.append(key)
+        func_namespace = impl.get_namespace(self.owner) or {}
+        for key in sorted(func_namespace):
+            if key not in namespace_keys:
+                namespace_keys.append(key)
+        for key in namespace_keys:
+            if key not in self._kernel_args:
+                self._kernel_args.append(key)
+        if namespace_keys:
+            self.trailing_args[code_name] = namespace_keys
+        code = impl.get_code(self.owner)
+        if code is None:
+            pass  # available under its own (or its implementation's) name
+        elif isinstance(code, str):
+            for dep_name, dep in (impl.dependencies or {}).items():
+                dep_impl_name = dep.implementations[self.codeobj_class].name
+                if dep_impl_name is not None and dep_impl_name != dep_name:
+                    code = word_substitute(code, {dep_name: dep_impl_name})
+            code = deindent(code).strip()
+            if code not in self._support_code:
+                self._support_code.append(code)
+        else:
+            raise TypeError(
+                f"The numba implementation of function '{varname}' must be "
+                "given as numba-compatible Python source code (a string); got "
+                f"{type(code).__name__}. Use brian2_numba.implementation(...) "
+                "to register a Python function."
+            )
+        return namespace_keys
+
+    # -- expressions and statements ----------------------------------------
+
+    def translate_expression(self, expr):
+        expr = word_substitute(expr, self.func_name_replacements)
+        renderer = NumbaNodeRenderer(
+            auto_vectorise=self.auto_vectorise, trailing_args=self.trailing_args
+        )
+        return renderer.render_expr(expr).strip()
+
+    def translate_statement(self, statement):
+        var, op, expr, comment = (
+            statement.var,
+            statement.op,
+            statement.expr,
+            statement.comment,
+        )
+        if op == ":=":
+            op = "="
+        boolvars = statement.used_boolean_variables
+        if (
+            boolvars
+            and brian_dtype_from_dtype(statement.dtype) == "float"
+            and statement.boolean_simplified_expressions
+        ):
+            # Like Cython: one simplified expression per combination of the
+            # boolean variables, so that e.g. refractoriness does not need to
+            # evaluate the full expression.
+            lines = []
+            for n, (assignments, simplified) in enumerate(
+                statement.boolean_simplified_expressions.items()
+            ):
+                condition = " and ".join(
+                    name if value else f"not {name}" for name, value in assignments
+                )
+                if n == 0:
+                    keyword = f"if {condition}:"
+                elif len(boolvars) > 1:
+                    keyword = f"elif {condition}:"
+                else:
+                    keyword = "else:"
+                lines.append(keyword)
+                lines.append(
+                    indent(f"{var} {op} {self.translate_expression(simplified)}")
+                )
+            code = "\n".join(lines)
+        else:
+            code = f"{var} {op} {self.translate_expression(expr)}"
+        if comment:
+            code += f"  # {comment}"
+        return code
+
+    def translate_to_read_arrays(self, read, indices):
+        lines = []
+        for varname in itertools.chain(sorted(indices), sorted(read)):
+            var = self.variables[varname]
+            index = self.variable_indices[varname]
+            lines.append(f"{varname} = {self.get_array_name(var)}[{index}]")
+        return lines
+
+    def translate_to_statements(self, statements, conditional_write_vars):
+        lines = []
+        for stmt in statements:
+            line = self.translate_statement(stmt)
+            if stmt.var in conditional_write_vars:
+                lines.append(f"if {conditional_write_vars[stmt.var]}:")
+                lines.append(indent(line))
+            else:
+                lines.append(line)
+        return lines
+
+    def translate_to_write_arrays(self, write):
+        lines = []
+        for varname in sorted(write):
+            var = self.variables[varname]
+            index = self.variable_indices[varname]
+            lines.append(f"{self.get_array_name(var)}[{index}] = {varname}")
+        return lines
+
+    def translate_one_statement_sequence(self, statements, scalar=False):
+        read, write, indices, cond_write = self.arrays_helper(statements)
+        return (
+            self.translate_to_read_arrays(read, indices)
+            + self.translate_to_statements(statements, cond_write)
+            + self.translate_to_write_arrays(write)
+        )
+
+    def translate_statement_sequence(self, sc_statements, ve_statements):
+        # As in Cython: scalar values that the vector code only reads are
+        # loaded once, in the scalar code, instead of once per index.
+        scalar_code, vector_code = {}, {}
+        for block in sc_statements:
+            sc_read, sc_write, sc_indices, sc_cond = self.arrays_helper(
+                sc_statements[block]
+            )
+            ve_read, ve_write, ve_indices, ve_cond = self.arrays_helper(
+                ve_statements[block]
+            )
+            for varname in set(ve_read):
+                if self.variables[varname].scalar and varname not in ve_write:
+                    sc_read.add(varname)
+                    ve_read.remove(varname)
+            for code, stmts, read, write, indices, cond in [
+                (scalar_code, sc_statements[block], sc_read, sc_write, sc_indices, sc_cond),
+                (vector_code, ve_statements[block], ve_read, ve_write, ve_indices, ve_cond),
+            ]:
+                lines = (
+                    self.translate_to_read_arrays(read, indices)
+                    + self.translate_to_statements(stmts, cond)
+                    + self.translate_to_write_arrays(write)
+                )
+                code[block] = "\n".join(lines) if lines else "pass"
+        return scalar_code, vector_code, self.determine_keywords()
+
+    # -- keywords for the templates ----------------------------------------
+
+    def determine_keywords(self):
+        """``kernel_args`` (sorted, unique) and ``support_code`` for the templates."""
+        args = set(self._kernel_args)
+        for varname, var in self.variables.items():
+            if isinstance(var, (AuxiliaryVariable, Subexpression, Function)):
+                continue
+            if isinstance(var, Constant):
+                args.add(varname)
+            elif isinstance(var, ArrayVariable):
+                args.add(self.get_array_name(var))
+                if var.scalar and var.constant:
+                    args.add(varname)
+        return {
+            "kernel_args": sorted(args),
+            "support_code": "\n\n\n".join(self._support_code),
+        }

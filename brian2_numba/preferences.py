@@ -1,0 +1,73 @@
+"""Preferences of the ``numba`` target (``prefs.codegen.runtime.numba.*``).
+
+Registered once, on import of :mod:`brian2_numba`. All values are plain
+str/bool/None, so that Brian's test runner can forward them to xdist workers.
+
+.. document_brian_prefs:: codegen.runtime.numba
+"""
+
+from brian2.core.preferences import BrianPreference, prefs
+
+__all__ = ["register_preferences"]
+
+
+def _is_optional_str(value):
+    return value is None or isinstance(value, str)
+
+
+def register_preferences():
+    """Register the ``codegen.runtime.numba`` category (idempotent)."""
+    if "codegen.runtime.numba.cache_dir" in prefs:
+        return
+    prefs.register_preferences(
+        "codegen.runtime.numba",
+        "Numba runtime code generation preferences",
+        cache_dir=BrianPreference(
+            default=None,
+            validator=_is_optional_str,
+            docs="""
+            Directory for the generated ``.py`` files and numba's compiled
+            kernels. ``None`` (the default) means ``$NUMBA_CACHE_DIR/brian2_numba``
+            if that environment variable is set, otherwise ``brian2_numba`` in
+            the user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache`` on
+            Linux, ``~/Library/Caches`` on macOS, ``%LOCALAPPDATA%`` on
+            Windows). The directory is created private (mode 0700). If it
+            cannot be written, kernels are compiled without a disk cache and
+            a warning is shown.
+            """,
+        ),
+        cache=BrianPreference(
+            default=True,
+            docs="""
+            Whether to cache compiled kernels on disk (numba's
+            ``cache=True``). Without it, every new process compiles again.
+            """,
+        ),
+        fastmath=BrianPreference(
+            default=False,
+            docs="""
+            Whether to compile kernels with ``fastmath=True``. Faster for some
+            models, but results are no longer bitwise identical to the other
+            targets, and NaN/inf handling may change.
+            """,
+        ),
+        error_model=BrianPreference(
+            default="numpy",
+            validator=lambda v: v in ("numpy", "python"),
+            docs="""
+            numba's error model. ``'numpy'`` (the default) behaves like the
+            numpy target and C++: a float division by zero gives ``inf`` or
+            ``nan`` and an integer division or modulo by zero gives 0, without
+            an error. ``'python'`` raises ``ZeroDivisionError`` instead (as
+            Cython does), at a small cost in speed.
+            """,
+        ),
+        boundscheck=BrianPreference(
+            default=False,
+            docs="""
+            Whether to check array bounds in kernels (slow, for debugging:
+            an out-of-range index raises ``IndexError`` instead of reading or
+            writing arbitrary memory).
+            """,
+        ),
+    )
