@@ -143,7 +143,7 @@ def _timedarray_2d(values, dt, name):
                 step = 0
             elif step >= {rows}:
                 step = {rows - 1}
-            return {name}_values[step, i]
+            return {name}_values[step * {cols} + i]  # values are flattened
         '''
 
     return numba_code

@@ -1,0 +1,47 @@
+"""Run Brian2's own test suite on the ``numba`` target.
+
+    python -m brian2_numba.brian_suite [-n WORKERS] [--long] [-- PYTEST_ARGS...]
+
+Runs ``brian2.test('numba', test_codegen_independent=False, ...)``: every test
+that Brian runs for each code generation target, with this package loaded in
+every pytest-xdist worker (``-p brian2_numba.pytest_plugin``). pytest prints
+the counts; the exit status is 0 if no test failed.
+"""
+
+import argparse
+import os
+import sys
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--workers", default="auto",
+                        help="pytest-xdist workers ('auto', or 0 for none)")
+    parser.add_argument("--long", action="store_true", help="include long tests")
+    parser.add_argument("pytest_args", nargs="*",
+                        help="extra pytest arguments (after --), e.g. -k monitor")
+    options = parser.parse_args(argv)
+
+    import brian2
+
+    import brian2_numba  # noqa: F401
+
+    additional = ["-p", "brian2_numba.pytest_plugin", "-p", "no:cacheprovider"]
+    if options.workers not in ("0", 0):
+        additional += ["-n", str(options.workers)]
+    additional += options.pytest_args
+    print(f"Brian2 {brian2.__version__}, numba target, "
+          f"cache: {brian2_numba.cache.configured_cache_directory()}", flush=True)
+    success = brian2.test(
+        "numba",
+        long_tests=options.long,
+        test_codegen_independent=False,
+        test_standalone=None,
+        test_in_parallel=[],
+        additional_args=additional,
+    )
+    return 0 if success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Shared fixtures: every test gets the numba target and its own cache directory."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import brian2_numba  # noqa: F401
+from brian2 import prefs, reinit_devices, set_device
+
+
+@pytest.fixture(autouse=True)
+def numba_target(tmp_path):
+    """Target 'numba' with a fresh cache directory; preferences restored after."""
+    prefs._backup()
+    set_device("runtime")
+    prefs.codegen.target = "numba"
+    prefs.codegen.runtime.numba.cache_dir = str(tmp_path / "cache")
+    yield tmp_path / "cache"
+    prefs._restore()
+    reinit_devices()
+
+
+def run_script(code, cache_dir, *args, env=None, timeout=600):
+    """Run ``code`` in a fresh Python process (cache dir passed as argv[1])."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), str(cache_dir), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
