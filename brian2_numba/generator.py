@@ -25,6 +25,8 @@ from brian2.parsing.bast import brian_dtype_from_dtype
 from brian2.parsing.rendering import NodeRenderer
 from brian2.utils.stringtools import deindent, indent, word_substitute
 
+from .functions import python_function_source
+
 __all__ = ["NumbaCodeGenerator", "NumbaNodeRenderer"]
 
 
@@ -110,12 +112,15 @@ class NumbaCodeGenerator(CodeGenerator):
             code = deindent(code).strip()
             if code not in self._support_code:
                 self._support_code.append(code)
+        elif callable(code):
+            source = python_function_source(code, code_name)
+            if source not in self._support_code:
+                self._support_code.append(source)
         else:
             raise TypeError(
                 f"The numba implementation of function '{varname}' must be "
-                "given as numba-compatible Python source code (a string); got "
-                f"{type(code).__name__}. Use brian2_numba.implementation(...) "
-                "to register a Python function."
+                "numba-compatible Python source code (a string) or a Python "
+                f"function, not {type(code).__name__}."
             )
         return namespace_keys
 
@@ -235,7 +240,7 @@ class NumbaCodeGenerator(CodeGenerator):
     # -- keywords for the templates ----------------------------------------
 
     def determine_keywords(self):
-        """``kernel_args`` (sorted, unique) and ``support_code`` for the templates."""
+        """``kernel_args`` (sorted, unique), ``support_code`` and ``template_name``."""
         args = set(self._kernel_args)
         for varname, var in self.variables.items():
             if isinstance(var, (AuxiliaryVariable, Subexpression, Function)):
@@ -249,4 +254,5 @@ class NumbaCodeGenerator(CodeGenerator):
         return {
             "kernel_args": sorted(args),
             "support_code": "\n\n\n".join(self._support_code),
+            "template_name": self.template_name,
         }

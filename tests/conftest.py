@@ -8,7 +8,8 @@ import textwrap
 import pytest
 
 import brian2_numba  # noqa: F401
-from brian2 import prefs, reinit_devices, set_device
+from brian2 import prefs, set_device
+from brian2.devices import reinit_devices
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,8 @@ from brian2_numba.codeobject import KernelCompilationError
 
 def _evaluate(expression, n=5, values=None):
     """Value of ``expression`` (of x) for x = values, computed by a numba kernel."""
+    if values is not None:
+        n = len(values)
     G = NeuronGroup(n, "x : 1\ny : 1")
     G.x = values if values is not None else np.linspace(-2, 2, n)
     G.run_regularly(f"y = {expression}")
@@ -110,7 +112,7 @@ def test_timedarray_1d_and_2d():
 
 def test_binomial_and_poisson_statistics():
     seed(11)
-    binomial = BinomialFunction(100, 0.1)  # inversion algorithm
+    binomial = BinomialFunction(100, 0.1, approximate=False)  # inversion
     binomial_normal = BinomialFunction(1000, 0.3)  # normal approximation
     G = NeuronGroup(20000, "b1 : 1\nb2 : 1\np : 1")
     G.run_regularly("b1 = binomial()\nb2 = binomial_normal()\np = poisson(3.5)")
