@@ -31,6 +31,7 @@ from numba.core.errors import NumbaError
 from .cache import load_module
 from .functions import HEADER_IMPORTS
 from .generator import NumbaCodeGenerator
+from .structures import records_for, spikequeue_for
 
 __all__ = ["NumbaCodeObject", "KernelCompilationError"]
 
@@ -147,6 +148,7 @@ class NumbaCodeObject(CodeObject):
         self.namespace = {"_owner": self.owner}
         self.nonconstant_values = []
         self.variables_to_namespace()
+        self.structures_to_namespace()
 
     @classmethod
     def is_available(cls):
@@ -190,6 +192,20 @@ class NumbaCodeObject(CodeObject):
                     array_name = self.device.get_array_name(var, self.variables)
                     self.nonconstant_values.append((array_name, var.get_value))
             self.namespace[f"_var_{name}"] = var
+
+    def structures_to_namespace(self):
+        """The numba-side spike queue or monitor recording this template uses."""
+        owner = self.owner
+        if self.template_name in ("synapses", "synapses_push_spikes"):
+            self.namespace["_numba_queue"] = spikequeue_for(self.variables["_queue"])
+        elif self.template_name == "spikemonitor":
+            self.namespace["_pending"] = records_for(owner, sorted(owner.record_variables))
+        elif self.template_name == "statemonitor":
+            self.namespace["_pending"] = records_for(
+                owner, ["t"] + sorted(owner.recorded_variables)
+            )
+        elif self.template_name == "ratemonitor":
+            self.namespace["_pending"] = records_for(owner, ["rate", "t"])
 
     def update_namespace(self):
         for name, get_value in self.nonconstant_values:

@@ -1,0 +1,13 @@
+"""Numba-side data structures behind Brian's spike queue and monitor arrays.
+
+Brian (>= 2.10) keeps both in C++ behind Cython, where compiled kernels cannot
+reach them. These plain-numpy counterparts live as long as their Brian
+object, are used by the kernels inside a run, and are synchronised with
+Brian's objects at run boundaries (and, for monitors, whenever Python reads
+the recorded values).
+"""
+
+from .monitors import PendingRecords, records_for
+from .spikequeue import NumbaSpikeQueue, spikequeue_for
+
+__all__ = ["NumbaSpikeQueue", "PendingRecords", "records_for", "spikequeue_for"]
