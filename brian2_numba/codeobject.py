@@ -92,15 +92,42 @@ def _tidy(code):
 
 
 class _CompiledBlock:
-    """``main`` of a generated module plus its ready-made argument tuple."""
+    """``main`` of a generated module plus its ready-made argument tuple.
 
-    __slots__ = ("main", "parameters", "args", "path")
+    A module may also define ``make_room``: then a truthy return value of
+    ``main`` means a data structure was too small (nothing was done);
+    ``make_room(result, ...)`` grows it and ``main`` runs again.
+    """
 
-    def __init__(self, main, parameters, args, path):
-        self.main = main
-        self.parameters = parameters
-        self.args = args
-        self.path = path
+    __slots__ = ("main", "parameters", "args", "make_room", "make_room_parameters",
+                 "make_room_args", "path")
+
+    def __init__(self, module, namespace):
+        self.path = module.__file__
+        self.main = module.main
+        self.parameters = _parameter_names(self.main)
+        self.make_room = getattr(module, "make_room", None)
+        self.make_room_parameters = (
+            _parameter_names(self.make_room)[1:] if self.make_room else ()
+        )
+        self.bind(namespace)
+
+    def bind(self, namespace):
+        """(Re)build the argument tuples from the namespace."""
+        missing = [
+            p for p in self.parameters + self.make_room_parameters if p not in namespace
+        ]
+        if missing:
+            raise KeyError(
+                f"Generated code {self.path} needs {missing}, which the "
+                "namespace does not provide."
+            )
+        self.args = tuple(namespace[p] for p in self.parameters)
+        self.make_room_args = tuple(namespace[p] for p in self.make_room_parameters)
+
+
+def _parameter_names(function):
+    return tuple(inspect.signature(getattr(function, "py_func", function)).parameters)
 
 
 class NumbaCodeObject(CodeObject):
@@ -197,15 +224,16 @@ class NumbaCodeObject(CodeObject):
         """The numba-side spike queue or monitor recording this template uses."""
         owner = self.owner
         if self.template_name in ("synapses", "synapses_push_spikes"):
-            self.namespace["_numba_queue"] = spikequeue_for(self.variables["_queue"])
+            structure = spikequeue_for(self.variables["_queue"])
         elif self.template_name == "spikemonitor":
-            self.namespace["_pending"] = records_for(owner, sorted(owner.record_variables))
+            structure = records_for(owner, sorted(owner.record_variables))
         elif self.template_name == "statemonitor":
-            self.namespace["_pending"] = records_for(
-                owner, ["t"] + sorted(owner.recorded_variables)
-            )
+            structure = records_for(owner, ["t"] + sorted(owner.recorded_variables))
         elif self.template_name == "ratemonitor":
-            self.namespace["_pending"] = records_for(owner, ["rate", "t"])
+            structure = records_for(owner, ["rate", "t"])
+        else:
+            return
+        self.namespace.update(structure.namespace())
 
     def update_namespace(self):
         for name, get_value in self.nonconstant_values:
@@ -218,17 +246,8 @@ class NumbaCodeObject(CodeObject):
         if not code or "EMPTY_CODE_BLOCK" in code:
             return None
         module = load_module(_tidy(code))
-        main = module.main
-        parameters = tuple(inspect.signature(getattr(main, "py_func", main)).parameters)
-        missing = [p for p in parameters if p not in self.namespace]
-        if missing:
-            raise KeyError(
-                f"Generated code for '{self.name}' ({module.__file__}) needs "
-                f"{missing}, which the namespace does not provide."
-            )
-        args = tuple(self.namespace[p] for p in parameters)
         logger.diagnostic(f"{self.name}.{block}: {module.__file__}")
-        return _CompiledBlock(main, parameters, args, module.__file__)
+        return _CompiledBlock(module, self.namespace)
 
     @property
     def source_files(self):
@@ -242,7 +261,7 @@ class NumbaCodeObject(CodeObject):
     def _refresh_args(self):
         for compiled in self.compiled_code.values():
             if compiled is not None:
-                compiled.args = tuple(self.namespace[p] for p in compiled.parameters)
+                compiled.bind(self.namespace)
 
     def __call__(self, **kwds):
         if kwds or self.nonconstant_values:
@@ -256,7 +275,11 @@ class NumbaCodeObject(CodeObject):
         if compiled is None:
             return None
         try:
-            return compiled.main(*compiled.args)
+            result = compiled.main(*compiled.args)
+            if compiled.make_room is not None and result:
+                compiled.make_room(result, *compiled.make_room_args)
+                result = compiled.main(*compiled.args)
+            return result
         except NumbaError as exc:
             raise BrianObjectException(
                 f"numba could not compile the '{block}' block of code object "

@@ -278,7 +278,7 @@ MODELS = {m.name: m for m in [
     _model(cuba, [1000, 4000, 16000], 500, 500, 20, False),
     _model(cuba_det, [1000, 4000, 16000], 500, 500, 20, True),
     _model(cobahh, [1000, 4000], 200, 200, 10, False),
-    _model(stdp, [10000, 100000], 2000, 500, 20, False),
+    _model(stdp, [10000, 100000], 2000, 500, 20, False, "inputs (= synapses)"),
     _model(brunel_hakim_homog, [2000, 5000], 1000, 200, 10, False),
     _model(brunel_hakim_heterog, [2000, 5000], 1000, 200, 10, False),
     _model(synapses, [1000, 4000], 200, 10, 5, False),

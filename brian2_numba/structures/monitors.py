@@ -27,6 +27,8 @@ class PendingRecords:
     ``arrays`` holds one buffer per recorded variable, in the order of
     ``names``; 2-D variables (StateMonitor) get buffers of shape
     ``(rows, columns)``. ``num_pending[0]`` is the number of pending rows.
+    The arrays are never replaced (only resized in place), so code objects
+    bind them once as kernel arguments.
     """
 
     def __init__(self, monitor, names):
@@ -48,6 +50,14 @@ class PendingRecords:
             np.zeros((rows, columns) if var.ndim == 2 else rows, dtype=var.dtype)
             for var, columns in zip(self.variables, self.columns)
         )
+
+    def namespace(self):
+        """The buffers under the names the templates use (``_pending_<name>``)."""
+        names = {"_pending": self, "_pending_count": self.num_pending}
+        names.update(
+            {f"_pending_{name}": array for name, array in zip(self.names, self.arrays)}
+        )
+        return names
 
     @property
     def capacity(self):
@@ -81,10 +91,17 @@ class PendingRecords:
             type(var).get_value(var)[old_len : old_len + pending] = buffer[:pending]
 
     def make_room(self, rows):
-        """Flush, and grow the buffers if ``rows`` rows would not fit even then."""
+        """Flush, and grow the buffers if ``rows`` rows would not fit even then.
+
+        Buffers grow in place (same array objects), so kernels that got them
+        as arguments keep working.
+        """
         self.flush()
         if rows > self.capacity:
-            self.arrays = self._allocate(max(rows, 2 * self.capacity))
+            new_rows = max(rows, 2 * self.capacity)
+            for array, columns in zip(self.arrays, self.columns):
+                array.resize((new_rows, columns) if array.ndim == 2 else new_rows,
+                             refcheck=False)
 
 
 def records_for(monitor, names):

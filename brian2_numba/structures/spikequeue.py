@@ -12,6 +12,9 @@ write directly:
   synapse order, so spikes are queued in exactly the order of Brian's C++
   queue), ``delays``: delays in time steps (one value if homogeneous).
 
+The arrays keep their identity (they are resized in place), so the kernels
+get them as ordinary arguments, bound once per code object.
+
 Brian's own queue stays the reference between runs: before a run, Brian
 prepares it (delays, ``dt`` changes, new synapses) and this queue takes over
 its content; after the run, the content goes back. So ``store``/``restore``
@@ -29,17 +32,35 @@ MIN_CAPACITY = 64
 
 
 class NumbaSpikeQueue:
-    """State of one synaptic pathway's queue, in arrays (see module docstring)."""
+    """State of one synaptic pathway's queue, in arrays (see module docstring).
 
-    def __init__(self):
+    The arrays are created once and later resized *in place*, so code
+    objects can hold them as kernel arguments for good.
+    """
+
+    def __init__(self, source_start, source_end):
+        self.source_start = source_start
+        self.source_end = source_end
         self.offset = np.zeros(1, dtype=np.int32)
         self.counts = np.zeros(1, dtype=np.int32)
         self.queue = np.zeros((1, MIN_CAPACITY), dtype=np.int32)
-        self.syn_ptr = np.zeros(1, dtype=np.int32)
+        self.syn_ptr = np.zeros(source_end - source_start + 1, dtype=np.int32)
         self.syn_idx = np.zeros(0, dtype=np.int32)
         self.delays = np.zeros(1, dtype=np.int32)
-        self.source_start = 0
-        self.source_end = 0
+
+    def namespace(self):
+        """The queue's arrays under the names the templates use."""
+        return {
+            "_numba_queue": self,
+            "_queue_ring": self.queue,
+            "_queue_counts": self.counts,
+            "_queue_offset": self.offset,
+            "_queue_syn_ptr": self.syn_ptr,
+            "_queue_syn_idx": self.syn_idx,
+            "_queue_delays": self.delays,
+            "_queue_source_start": self.source_start,
+            "_queue_source_end": self.source_end,
+        }
 
     def prepare(self, pathway):
         """Take over the prepared state of Brian's queue for ``pathway``.
@@ -48,26 +69,26 @@ class NumbaSpikeQueue:
         handle changed delays, ``dt`` (re-binning queued spikes) and synapses.
         """
         dt = pathway.source.clock.dt_
-        self.source_start = int(pathway.source.start)
-        self.source_end = int(pathway.source.stop)
         sources = np.asarray(pathway.synapse_sources.get_value(), dtype=np.int64)
         real_delays = np.asarray(pathway._delays.get_value(), dtype=np.float64)
         # rounding as in Brian's C++ queue: (int)(delay / dt + 0.5)
         delays = (real_delays / dt + 0.5).astype(np.int32)
-        if len(delays) > 1 and np.all(delays == delays[0]):
-            delays = delays[:1]
-        self.delays = np.ascontiguousarray(delays if len(delays) else np.zeros(1, np.int32))
-        n_sources = self.source_end - self.source_start
-        order = np.argsort(sources, kind="stable")  # synapse order within a source
-        self.syn_idx = order.astype(np.int32)
-        per_source = np.bincount(sources - self.source_start, minlength=n_sources)
-        self.syn_ptr = np.zeros(n_sources + 1, dtype=np.int32)
-        np.cumsum(per_source[:n_sources], out=self.syn_ptr[1:])
+        if len(delays) == 0 or np.all(delays == delays[0]):
+            delays = delays[:1] if len(delays) else np.zeros(1, np.int32)
+        _set(self.delays, delays)
+        # synapses of each source neuron, in synapse order
+        _set(self.syn_idx, np.argsort(sources, kind="stable").astype(np.int32))
+        per_source = np.bincount(sources - self.source_start, minlength=len(self.syn_ptr) - 1)
+        self.syn_ptr[0] = 0
+        np.cumsum(per_source[: len(self.syn_ptr) - 1], out=self.syn_ptr[1:])
+        # the queued spikes
         offset, slots = pathway.queue._full_state()
         n_slots = max(len(slots), 1)
         capacity = max(MIN_CAPACITY, 2 * max((len(s) for s in slots), default=0))
-        self.queue = np.zeros((n_slots, capacity), dtype=np.int32)
-        self.counts = np.zeros(n_slots, dtype=np.int32)
+        self.queue.resize((n_slots, capacity), refcheck=False)
+        self.queue[:] = 0
+        self.counts.resize(n_slots, refcheck=False)
+        self.counts[:] = 0
         for slot, spikes in enumerate(slots):
             self.queue[slot, : len(spikes)] = spikes
             self.counts[slot] = len(spikes)
@@ -83,10 +104,17 @@ class NumbaSpikeQueue:
 
     def grow(self, needed):
         """Make every slot hold at least ``needed`` synapse indices."""
-        capacity = max(needed, 2 * self.queue.shape[1])
-        grown = np.zeros((self.queue.shape[0], capacity), dtype=np.int32)
-        grown[:, : self.queue.shape[1]] = self.queue
-        self.queue = grown
+        old = self.queue.copy()
+        capacity = max(needed, 2 * old.shape[1])
+        self.queue.resize((old.shape[0], capacity), refcheck=False)
+        self.queue[:] = 0
+        self.queue[:, : old.shape[1]] = old
+
+
+def _set(array, values):
+    """Give ``array`` the content (and length) of ``values``, in place."""
+    array.resize(len(values), refcheck=False)
+    array[:] = values
 
 
 _queues = weakref.WeakKeyDictionary()  # Brian's queue -> ours
@@ -101,5 +129,6 @@ def spikequeue_for(brian_queue):
     """
     queue = _queues.get(brian_queue)
     if queue is None:
-        queue = _queues[brian_queue] = NumbaSpikeQueue()
+        source_start, source_end, _ = brian_queue._state_tuple
+        queue = _queues[brian_queue] = NumbaSpikeQueue(source_start, source_end)
     return queue

@@ -1,0 +1,193 @@
+"""The summary: a timing table and a checksum table, as text or markdown.
+
+Timing rows are (model, size, cache, target): medians over repetitions, with
+the range when there are several. The ``÷base`` columns divide by the
+baseline target's median in the same model, size and cache state (below 1:
+faster than the baseline).
+
+Checksum rows are (model, size, target), over all runs: for deterministic
+models every run must give the numpy target's spikes and mean ("same as
+numpy"), otherwise the check says what differs; random models are only set
+side by side (targets draw random numbers differently).
+"""
+
+import statistics
+
+from .models import MODELS
+from .targets import TARGETS
+
+__all__ = ["summarize", "checks", "render", "check_failed"]
+
+#: (record field, column title, scale)
+TIMES = [
+    ("t_import", "import s", 1),
+    ("t_construct", "build s", 1),
+    ("t_first_run", "1st run s", 1),
+    ("t_first_result", "to result s", 1),
+    ("t_second_run", "2nd run s", 1),
+    ("t_run_overhead", "run() prep s", 1),
+    ("t_per_step", "µs/step", 1e6),
+    ("peak_rss_mb", "peak MB", 1),
+]
+RATIOS = ("t_first_result", "t_per_step")
+#: relative tolerance for the mean of a deterministic model (bitwise equality
+#: is too strict: C compilers use -ffast-math, numba's exp is not libm's)
+MEAN_RTOL = 1e-9
+
+
+def _order(record):
+    model = list(MODELS).index(record["model"]) if record["model"] in MODELS else len(MODELS)
+    target = TARGETS.index(record["target"]) if record["target"] in TARGETS else len(TARGETS)
+    return (model, record["model"], record["n"], record["cache"] != "cold", target)
+
+
+def _group(records, *fields):
+    groups = {}
+    for record in sorted(records, key=_order):
+        groups.setdefault(tuple(record[f] for f in fields), []).append(record)
+    return groups
+
+
+def _ok(records):
+    return [r for r in records if r.get("status") == "ok"]
+
+
+def _stats(values):
+    return (statistics.median(values), min(values), max(values)) if values else None
+
+
+def summarize(records, baseline):
+    """One dict per (model, size, cache, target) with timing statistics and ratios."""
+    groups = _group(records, "model", "n", "cache", "target")
+    rows = []
+    for (model, n, cache, target), group in groups.items():
+        ok = _ok(group)
+        row = dict(model=model, n=n, cache=cache, target=target, runs=len(ok),
+                   failed=len(group) - len(ok),
+                   errors=[r.get("error", "") for r in group if r.get("status") != "ok"])
+        for field, *_ in TIMES:
+            row[field] = _stats([r[field] for r in ok if r.get(field) is not None])
+        base = _ok(groups.get((model, n, cache, baseline), []))
+        for field in RATIOS:
+            mine = row[field]
+            theirs = _stats([r[field] for r in base if r.get(field) is not None])
+            row[field + "_ratio"] = (mine[0] / theirs[0]
+                                     if mine and theirs and theirs[0] > 0 else None)
+        rows.append(row)
+    return rows
+
+
+def _compare(model, target, ok, reference):
+    """The check of one target's runs against the numpy target's first run."""
+    if not ok:
+        return "failed"
+    if model not in MODELS or not MODELS[model].deterministic:
+        return "random"
+    if reference is None:
+        return "no numpy run"
+    problems = set()
+    for r in ok:
+        if r["spike_hash"] != reference["spike_hash"] or r["synapses"] != reference["synapses"]:
+            problems.add("spikes")
+        ref, mean = reference["mean"], r["mean"]
+        if (ref is None) != (mean is None) or (
+                ref is not None and abs(mean - ref) > MEAN_RTOL * max(abs(ref), 1e-300)):
+            problems.add("mean")
+    if problems:
+        return "DIFFERS: " + ", ".join(sorted(problems))
+    return "reference" if target == "numpy" else "same as numpy"
+
+
+def checks(records):
+    """One dict per (model, size, target): checksums of the first run and the check."""
+    rows = []
+    for (model, n, target), group in _group(records, "model", "n", "target").items():
+        ok = _ok(group)
+        reference = next(iter(_ok(r for r in records if (r["model"], r["n"], r["target"])
+                                  == (model, n, "numpy"))), None)
+        first = ok[0] if ok else {}
+        rows.append(dict(model=model, n=n, target=target, runs=len(ok),
+                         **{f: first.get(f) for f in ("synapses", "spikes", "mean",
+                                                      "mean_of", "spike_hash")},
+                         check=_compare(model, target, ok, reference)))
+    return rows
+
+
+def check_failed(records):
+    """Whether a run failed, or a deterministic model gave another answer than numpy."""
+    return (any(r.get("status") != "ok" for r in records)
+            or any(row["check"].startswith("DIFFERS") for row in checks(records)))
+
+
+def _num(x):
+    """Three significant digits, without exponents."""
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def _fmt_stats(stats, scale):
+    if stats is None:
+        return "-"
+    median, low, high = (x * scale for x in stats)
+    text = _num(median)
+    if high > low:
+        text += f" ({_num(low)}–{_num(high)})"
+    return text
+
+
+def _timing_cells(row):
+    cells = [row["model"], str(row["n"]), row["cache"], row["target"]]
+    cells += [_fmt_stats(row[field], scale) for field, _, scale in TIMES]
+    cells += ["-" if row[f + "_ratio"] is None else f"{row[f + '_ratio']:.2g}" for f in RATIOS]
+    return cells + ([f"{row['failed']} failed"] if row["failed"] else [""])
+
+
+def _check_cells(row):
+    mean = "-" if row["mean"] is None else f"{row['mean']:.9g} ({row['mean_of']})"
+    return [row["model"], str(row["n"]), row["target"], str(row["synapses"]),
+            str(row["spikes"]), mean, str(row["spike_hash"]), row["check"]]
+
+
+def _table(head, body, markdown):
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
+    widths = [max(len(c) for c in column) for column in zip(head, *body)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths)).rstrip()]
+    for index, cells in enumerate(body):
+        if index and cells[0] != body[index - 1][0]:
+            lines.append("")  # a blank line between models
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def render(records, baseline, skipped=None, markdown=False):
+    """The full report: environment, both tables, notes and errors."""
+    env = next((r["env"] for r in records if "env" in r), None)
+    out = []
+    if env:
+        versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
+        m = env["machine"]
+        out.append(f"Versions: {versions}")
+        out.append(f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
+                   f"{m['os']}" + (f", {m['cxx']}" if m.get("cxx") else ""))
+    for target, reason in (skipped or {}).items():
+        out.append(f"Skipped target {target}: {reason}")
+    head = (["model", "size", "cache", "target"] + [title for _, title, _ in TIMES]
+            + [f"result÷{baseline}", f"step÷{baseline}", ""])
+    rows = summarize(records, baseline)
+    out += ["", _table(head, [_timing_cells(r) for r in rows], markdown), ""]
+    out.append(f"Seconds, medians (range over repetitions). 'to result' = import + build + "
+               f"1st run; 'run() prep' = 2nd run minus its loop; µs/step = the simulation "
+               f"loop's own clock (device._last_run_time) / steps, 2nd run; "
+               f"÷{baseline} = ratio to the {baseline} target (below 1: faster).")
+    if any(row["target"] == "cpp_standalone" for row in rows):
+        out.append("cpp_standalone: '1st run' = code generation + compilation + the binary's "
+                   "run (one run() only); µs/step from the binary's own clock.")
+    head = ["model", "size", "target", "synapses", "spikes", "mean", "spike hash", "check"]
+    out += ["", "Checksums after the 1st run (deterministic models must match numpy):", "",
+            _table(head, [_check_cells(r) for r in checks(records)], markdown)]
+    for row in rows:
+        for error in row["errors"]:
+            out.append(f"\nFAILED {row['model']} size {row['n']} {row['cache']} "
+                       f"{row['target']}:\n{error.rstrip()}")
+    return "\n".join(out) + "\n"
