@@ -135,6 +135,17 @@ def run(spec, record):
     record["brian2_version"] = brian2.__version__
 
 
+def describe(exc):
+    """The root cause's last frames, then every message of the chain (Brian wraps errors)."""
+    chain = [exc]
+    while len(chain) < 10 and (chain[-1].__cause__ or chain[-1].__context__):
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    lines = traceback.format_tb(chain[-1].__traceback__)[-2:]
+    for link in reversed(chain):
+        lines += traceback.format_exception_only(link)
+    return "".join(lines)[-3000:]
+
+
 def main():
     spec = json.loads(sys.argv[1])
     record = {"status": "ok"}
@@ -142,8 +153,7 @@ def main():
         run(spec, record)
     except BaseException as exc:  # report anything, the parent decides
         record["status"] = "error"
-        lines = traceback.format_exception(exc)
-        record["error"] = "".join(lines[-6:])[-3000:]
+        record["error"] = describe(exc)
     _peak_memory(record)
     with open(spec["result_file"], "w", encoding="utf-8") as f:
         json.dump(record, f)

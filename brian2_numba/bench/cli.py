@@ -56,6 +56,8 @@ def _parser():
     p.add_argument("--report", metavar="RESULTS_JSONL",
                    help="run nothing: make the table and plots from an earlier results file")
     p.add_argument("--list", action="store_true", help="list the models and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the planned runs and exit (no target checks, no runs)")
     return p
 
 
@@ -87,6 +89,9 @@ def _sizes(parser, args, models):
              for m in models}
     for spec in args.sizes or []:
         name, _, values = spec.rpartition("=")
+        if name and name not in MODELS:
+            parser.error(f"Unknown model '{name}' in '--sizes {spec}'. "
+                         f"Valid models are: {', '.join(MODELS)}.")
         if name and name not in models:
             parser.error(f"--sizes for model '{name}', which is not selected. "
                          f"Selected models are: {', '.join(models)}.")
@@ -199,6 +204,12 @@ def _main(argv):
     sizes = _sizes(parser, args, models)
     durations = {m: args.duration or (MODELS[m].quick_duration_ms if args.quick
                                       else MODELS[m].duration_ms) for m in models}
+    if args.dry_run:
+        for group in plan(models, sizes, targets, caches, args.repeat, durations, args.seed):
+            for job in group:
+                print(f"{job.model} {job.n} {job.target} {job.cache} "
+                      f"repeat={job.repeat} duration={job.duration_ms:g}ms")
+        return 0
     print(f"Checking targets {', '.join(targets)} ...", file=sys.stderr)
     skipped = unavailable(targets)
     for target, reason in skipped.items():

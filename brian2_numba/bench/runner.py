@@ -47,8 +47,8 @@ def plan(models, sizes, targets, caches, repeats, durations, seed):
     """
     groups = []
     for model in models:
-        for target in targets:
-            for repeat in range(repeats):
+        for repeat in range(repeats):
+            for target in targets:  # interleaved: drifting machine load hits all alike
                 group, seen = [], set()
                 for index, n in enumerate(sorted(sizes[model])):
                     job = dict(model=model, n=n, target=target, repeat=repeat,

@@ -61,7 +61,7 @@ class PendingRecords:
 
     @property
     def capacity(self):
-        return len(self.arrays[0]) if self.arrays else 0
+        return len(self.arrays[0]) if self.arrays else 0  # no variables: count only
 
     def _flush_before_reading(self, var):
         """Make Python reads of ``var`` see the pending rows too."""
@@ -81,9 +81,9 @@ class PendingRecords:
     def flush(self):
         """Append the pending rows to the monitor's dynamic arrays."""
         pending = int(self.num_pending[0])
-        if pending == 0:
-            return
         self.num_pending[0] = 0
+        if pending == 0 or not self.variables:
+            return
         first = self.variables[0]
         old_len = len(type(first).get_value(first))
         self.monitor.resize(old_len + pending)  # also keeps Variable.size right

@@ -1,0 +1,179 @@
+"""The benchmark tool (brian2_numba.bench): CLI end to end, protocol, report.
+
+Only behaviour is tested here; speed and memory are what the benchmark
+measures, never asserted.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+
+from brian2_numba.bench.cli import main
+from brian2_numba.bench.models import MODELS
+from brian2_numba.bench.report import check_failed, checks, summarize
+from brian2_numba.bench.runner import plan
+
+TIMINGS = ["t_import", "t_construct", "t_first_run", "t_first_result", "t_second_run",
+           "t_per_step", "t_process", "peak_rss_mb"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One real CLI run: quick sizes, numpy and numba; cython and cpp_standalone
+    requested but without a compiler (CC/CXX point nowhere), so they are skipped."""
+    out = tmp_path_factory.mktemp("bench")
+    env = dict(os.environ, CC="no-such-cc-compiler", CXX="no-such-cxx-compiler")
+    proc = subprocess.run(
+        [sys.executable, "-m", "brian2_numba.bench", "--quick", "-m", "tiny,cuba_det",
+         "-t", "numpy,numba,cython,cpp_standalone", "-o", str(out)],
+        capture_output=True, text=True, env=env, timeout=300, cwd=out)
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    return proc, out, records
+
+
+def test_cli_runs_and_skips_targets_without_compiler(quick_run):
+    proc, _, _ = quick_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Skipping target cython: Cython's test compilation failed" in proc.stderr
+    assert "Skipping target cpp_standalone: 'no-such-cxx-compiler' not found" in proc.stderr
+    assert "FAILED" not in proc.stdout + proc.stderr
+
+
+def test_results_file_is_complete(quick_run):
+    _, _, records = quick_run
+    runs = {(r["model"], r["target"], r["cache"]) for r in records}
+    assert runs == {(m, t, c) for m in ("tiny", "cuba_det") for t in ("numpy", "numba")
+                    for c in ("cold", "warm")}
+    assert len(records) == 8
+    for r in records:
+        assert r["status"] == "ok"
+        assert r["n"] == MODELS[r["model"]].quick_size
+        assert r["steps"] == round(MODELS[r["model"]].quick_duration_ms * 10)  # dt 0.1 ms
+        for field in TIMINGS:
+            assert r[field] > 0, field
+        assert r["t_first_result"] == pytest.approx(
+            r["t_import"] + r["t_construct"] + r["t_first_run"])
+        assert r["t_process"] > r["t_first_result"]
+        assert r["spikes"] > 0 and r["synapses"] > 0
+        assert r["env"]["versions"]["brian2"] and r["env"]["versions"]["numba"]
+        assert r["env"]["machine"]["cores"] >= 1
+
+
+def test_cold_and_warm_cache_are_what_they_say(quick_run):
+    _, _, records = quick_run
+    for r in records:
+        if r["target"] != "numba":
+            assert "numba_cache" not in r
+        elif r["cache"] == "cold":
+            assert r["numba_cache"]["hits"] == 0 and r["numba_cache"]["misses"] > 0
+        else:
+            assert r["numba_cache"]["misses"] == 0 and r["numba_cache"]["hits"] > 0
+
+
+def test_deterministic_models_agree_with_numpy(quick_run):
+    _, _, records = quick_run
+    for model in ("tiny", "cuba_det"):
+        hashes = {r["spike_hash"] for r in records if r["model"] == model}
+        assert len(hashes) == 1, model
+    rows = {(c["model"], c["target"]): c["check"] for c in checks(records)}
+    assert rows[("tiny", "numpy")] == "reference"
+    assert rows[("tiny", "numba")] == rows[("cuba_det", "numba")] == "same as numpy"
+
+
+def test_table_and_summaries_are_written(quick_run):
+    proc, out, _ = quick_run
+    table = (out / "summary.txt").read_text()
+    assert table in proc.stdout
+    lines = table.splitlines()
+    header = next(line for line in lines if line.startswith("model "))
+    for title in ("import s", "build s", "1st run s", "2nd run s", "µs/step", "peak MB",
+                  "result÷numpy", "step÷numpy"):
+        assert title in header
+    timing_rows = [line.split() for line in lines
+                   if line.split()[:1] in (["tiny"], ["cuba_det"]) and "cold" in line.split()
+                   or "warm" in line.split()]
+    assert len(timing_rows) == 8
+    assert all(row[3] in ("numpy", "numba") for row in timing_rows)
+    assert "Skipped target cpp_standalone" in table
+    markdown = (out / "summary.md").read_text()
+    assert markdown.count("| tiny | 10 | warm | numba |") == 1
+    assert (out / "cold_vs_warm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_remade_from_results_file(quick_run, tmp_path, capsys):
+    _, out, _ = quick_run
+    assert main(["--report", str(out / "results.jsonl"), "-o", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "same as numpy" in printed
+    assert (tmp_path / "summary.txt").read_text() in printed
+    assert (tmp_path / "cold_vs_warm.png").exists()
+
+
+def test_console_script_is_declared():
+    scripts = metadata.entry_points(group="console_scripts")
+    (script,) = [s for s in scripts if s.name == "brian2-numba-bench"]
+    assert script.load() is main
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-m", "cuba,nope"], "Unknown model 'nope'. Valid models are: cuba, cuba_det"),
+    (["-t", "cuda"], "Unknown target 'cuda'. Valid targets are: numpy, cython, numba, "
+                     "cpp_standalone."),
+    (["--cache", "hot"], "Unknown cache state 'hot'. Valid cache states are: cold, warm."),
+    (["-s", "tiny=1.5"], "Invalid size '1.5'"),
+    (["-m", "tiny", "-s", "cuba=100"], "--sizes for model 'cuba', which is not selected"),
+    (["-t", "numpy", "--baseline", "cython"], "Baseline 'cython' is not among"),
+])
+def test_bad_input_is_explained(args, message, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(args)
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_dry_run_shows_sizes_and_protocol(capsys):
+    assert main(["--dry-run", "-m", "cuba", "-t", "numpy,numba", "-s", "cuba=2e3,1000"]) == 0
+    jobs = [line.split()[:4] for line in capsys.readouterr().out.splitlines()]
+    assert jobs == [
+        ["cuba", "1000", "numpy", "cold"], ["cuba", "1000", "numpy", "warm"],
+        ["cuba", "2000", "numpy", "warm"],
+        ["cuba", "1000", "numba", "cold"], ["cuba", "1000", "numba", "warm"],
+        ["cuba", "2000", "numba", "prime"], ["cuba", "2000", "numba", "warm"],
+    ]
+
+
+def test_plan_without_cold_primes_every_size():
+    (group,) = plan(["tiny"], {"tiny": [20, 10]}, ["cython"], ["warm"], 1, {"tiny": 5}, 1)
+    assert [(job.n, job.cache) for job in group] == [
+        (10, "prime"), (10, "warm"), (20, "prime"), (20, "warm")]
+
+
+def _record(target, spike_hash="abc", mean=-0.05, first_result=2.0, model="tiny", **extra):
+    return dict(model=model, n=10, target=target, cache="warm", repeat=0, status="ok",
+                spike_hash=spike_hash, mean=mean, mean_of="v", synapses=90, spikes=5,
+                t_first_result=first_result, t_per_step=1e-5, **extra)
+
+
+def test_report_flags_a_wrong_answer_and_computes_ratios():
+    records = [_record("numpy"), _record("cython", first_result=4.0),
+               _record("numba", spike_hash="xyz", first_result=1.0),
+               _record("cpp_standalone", mean=-0.05 * (1 + 1e-6))]
+    found = {c["target"]: c["check"] for c in checks(records)}
+    assert found == {"numpy": "reference", "cython": "same as numpy",
+                     "numba": "DIFFERS: spikes", "cpp_standalone": "DIFFERS: mean"}
+    assert check_failed(records)
+    assert not check_failed(records[:2])
+    ratios = {r["target"]: r["t_first_result_ratio"] for r in summarize(records, "cython")}
+    assert ratios == {"numpy": 0.5, "cython": 1.0, "numba": 0.25, "cpp_standalone": 0.5}
+
+
+def test_report_random_models_and_failures():
+    records = [_record("numpy", model="cuba"), _record("numba", model="cuba", spike_hash="q"),
+               dict(_record("cython", model="cuba"), status="error", error="boom")]
+    found = {c["target"]: c["check"] for c in checks(records)}
+    assert found == {"numpy": "random", "numba": "random", "cython": "failed"}
+    assert check_failed(records)
