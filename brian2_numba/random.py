@@ -26,33 +26,26 @@ __all__ = ["register_random_functions", "random_buffers", "BUFFER_SIZE"]
 
 BUFFER_SIZE = 20000
 
-RAND_CODE = '''
+
+def _buffered_code(name, numpy_function, description):
+    """Source of ``_<name>``: next number from a buffer, refilled from numpy."""
+    return f'''
 @_numba.njit
-def _rand(_vectorisation_idx, _rand_buffer, _rand_buffer_index):
-    """Uniform random number in [0, 1), from numpy's generator via a buffer."""
-    if _rand_buffer_index[0] == 0:
+def _{name}(_vectorisation_idx, _{name}_buffer, _{name}_buffer_index):
+    """{description}, from numpy's generator via a buffer."""
+    if _{name}_buffer_index[0] == 0:
         with _numba.objmode():
-            _rand_buffer[:] = _numpy.random.rand(len(_rand_buffer))
-    value = _rand_buffer[_rand_buffer_index[0]]
-    _rand_buffer_index[0] += 1
-    if _rand_buffer_index[0] == len(_rand_buffer):
-        _rand_buffer_index[0] = 0
+            _{name}_buffer[:] = _numpy.random.{numpy_function}(len(_{name}_buffer))
+    value = _{name}_buffer[_{name}_buffer_index[0]]
+    _{name}_buffer_index[0] += 1
+    if _{name}_buffer_index[0] == len(_{name}_buffer):
+        _{name}_buffer_index[0] = 0
     return value
 '''
 
-RANDN_CODE = '''
-@_numba.njit
-def _randn(_vectorisation_idx, _randn_buffer, _randn_buffer_index):
-    """Standard normal random number, from numpy's generator via a buffer."""
-    if _randn_buffer_index[0] == 0:
-        with _numba.objmode():
-            _randn_buffer[:] = _numpy.random.randn(len(_randn_buffer))
-    value = _randn_buffer[_randn_buffer_index[0]]
-    _randn_buffer_index[0] += 1
-    if _randn_buffer_index[0] == len(_randn_buffer):
-        _randn_buffer_index[0] = 0
-    return value
-'''
+
+RAND_CODE = _buffered_code("rand", "rand", "Uniform random number in [0, 1)")
+RANDN_CODE = _buffered_code("randn", "randn", "Standard normal random number")
 
 # The same algorithms as Brian's Cython target (numpy's PTRS for lam >= 10,
 # multiplication of uniforms otherwise).

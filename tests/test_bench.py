@@ -21,30 +21,36 @@ TIMINGS = ["t_import", "t_construct", "t_first_run", "t_first_result", "t_second
            "t_per_step", "t_process", "peak_rss_mb"]
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    """One real CLI run: quick sizes, numpy and numba; cython and cpp_standalone
-    requested but without a compiler (CC/CXX point nowhere), so they are skipped."""
-    out = tmp_path_factory.mktemp("bench")
+def test_cli_end_to_end(tmp_path, capsys):
+    """One real run (quick sizes, numpy and numba; cython and cpp_standalone
+    requested, but CC/CXX point nowhere, so they are skipped), then its checks.
+
+    A single test, so that pytest-xdist does not run the benchmark twice.
+    """
+    out = tmp_path / "bench"
     env = dict(os.environ, CC="no-such-cc-compiler", CXX="no-such-cxx-compiler")
     proc = subprocess.run(
         [sys.executable, "-m", "brian2_numba.bench", "--quick", "-m", "tiny,cuba_det",
          "-t", "numpy,numba,cython,cpp_standalone", "-o", str(out)],
-        capture_output=True, text=True, env=env, timeout=300, cwd=out)
-    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    return proc, out, records
-
-
-def test_cli_runs_and_skips_targets_without_compiler(quick_run):
-    proc, _, _ = quick_run
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Skipping target cython: Cython's test compilation failed" in proc.stderr
     assert "Skipping target cpp_standalone: 'no-such-cxx-compiler' not found" in proc.stderr
     assert "FAILED" not in proc.stdout + proc.stderr
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    _check_results_file(records)
+    _check_cold_and_warm_cache(records)
+    _check_deterministic_models_agree(records)
+    _check_summaries(proc.stdout, out)
+    # the report can be made again from the results file alone
+    assert main(["--report", str(out / "results.jsonl"), "-o", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert (tmp_path / "summary.txt").read_text() == (out / "summary.txt").read_text()
+    assert (tmp_path / "summary.txt").read_text() in printed
+    assert (tmp_path / "cold_vs_warm.png").exists()
 
 
-def test_results_file_is_complete(quick_run):
-    _, _, records = quick_run
+def _check_results_file(records):
     runs = {(r["model"], r["target"], r["cache"]) for r in records}
     assert runs == {(m, t, c) for m in ("tiny", "cuba_det") for t in ("numpy", "numba")
                     for c in ("cold", "warm")}
@@ -63,8 +69,7 @@ def test_results_file_is_complete(quick_run):
         assert r["env"]["machine"]["cores"] >= 1
 
 
-def test_cold_and_warm_cache_are_what_they_say(quick_run):
-    _, _, records = quick_run
+def _check_cold_and_warm_cache(records):
     for r in records:
         if r["target"] != "numba":
             assert "numba_cache" not in r
@@ -74,43 +79,32 @@ def test_cold_and_warm_cache_are_what_they_say(quick_run):
             assert r["numba_cache"]["misses"] == 0 and r["numba_cache"]["hits"] > 0
 
 
-def test_deterministic_models_agree_with_numpy(quick_run):
-    _, _, records = quick_run
+def _check_deterministic_models_agree(records):
     for model in ("tiny", "cuba_det"):
         hashes = {r["spike_hash"] for r in records if r["model"] == model}
         assert len(hashes) == 1, model
-    rows = {(c["model"], c["target"]): c["check"] for c in checks(records)}
-    assert rows[("tiny", "numpy")] == "reference"
-    assert rows[("tiny", "numba")] == rows[("cuba_det", "numba")] == "same as numpy"
+    found = {(c["model"], c["target"]): c["check"] for c in checks(records)}
+    assert found[("tiny", "numpy")] == found[("cuba_det", "numpy")] == "reference"
+    assert found[("tiny", "numba")] == found[("cuba_det", "numba")] == "same as numpy"
 
 
-def test_table_and_summaries_are_written(quick_run):
-    proc, out, _ = quick_run
+def _check_summaries(stdout, out):
     table = (out / "summary.txt").read_text()
-    assert table in proc.stdout
+    assert table in stdout
     lines = table.splitlines()
     header = next(line for line in lines if line.startswith("model "))
     for title in ("import s", "build s", "1st run s", "2nd run s", "µs/step", "peak MB",
                   "result÷numpy", "step÷numpy"):
         assert title in header
-    timing_rows = [line.split() for line in lines
-                   if line.split()[:1] in (["tiny"], ["cuba_det"]) and "cold" in line.split()
-                   or "warm" in line.split()]
-    assert len(timing_rows) == 8
-    assert all(row[3] in ("numpy", "numba") for row in timing_rows)
+    rows = [line.split() for line in lines
+            if len(line.split()) > 4 and line.split()[2] in ("cold", "warm")]
+    assert sorted((r[0], r[2], r[3]) for r in rows) == sorted(
+        (m, c, t) for m in ("tiny", "cuba_det") for c in ("cold", "warm")
+        for t in ("numpy", "numba"))
     assert "Skipped target cpp_standalone" in table
     markdown = (out / "summary.md").read_text()
     assert markdown.count("| tiny | 10 | warm | numba |") == 1
     assert (out / "cold_vs_warm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_report_remade_from_results_file(quick_run, tmp_path, capsys):
-    _, out, _ = quick_run
-    assert main(["--report", str(out / "results.jsonl"), "-o", str(tmp_path)]) == 0
-    printed = capsys.readouterr().out
-    assert "same as numpy" in printed
-    assert (tmp_path / "summary.txt").read_text() in printed
-    assert (tmp_path / "cold_vs_warm.png").exists()
 
 
 def test_console_script_is_declared():
