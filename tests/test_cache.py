@@ -2,8 +2,10 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -117,19 +119,50 @@ def test_unwritable_cache_dir_runs_uncached(numba_target, tmp_path):
     assert not os.path.exists(unwritable)
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0,
-    reason="root can write to read-only directories",
-)
+def _as_unprivileged_user():
+    """Command prefix that runs a process as 'nobody' (for root), or None."""
+    if not hasattr(os, "geteuid"):
+        return None
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    # the interpreter itself may not be readable for 'nobody' (e.g. under /root)
+    works = subprocess.run(prefix + [sys.executable, "-c", "import brian2_numba"],
+                           capture_output=True, cwd="/")
+    return prefix if works.returncode == 0 else None
+
+
+@pytest.mark.skipif(_as_unprivileged_user() is None,
+                    reason="root ignores permissions and no unprivileged user can run "
+                    "this Python (test_unwritable_cache_dir_runs_uncached covers root)")
 def test_read_only_cache_dir_runs_uncached(numba_target):
     reference, _ = _run_model(numba_target)
-    os.chmod(numba_target, 0o500)
+    # a directory with kernels in it, readable but not writable for the user
+    shared = tempfile.mkdtemp(prefix="brian2_numba_readonly_")
     try:
-        result, stderr = _run_model(numba_target)
+        readonly = os.path.join(shared, "cache")
+        shutil.copytree(numba_target, readonly)
+        for folder, dirs, files in os.walk(shared):
+            os.chmod(folder, 0o555)
+            for name in files:
+                os.chmod(os.path.join(folder, name), 0o444)
+        result = subprocess.run(
+            _as_unprivileged_user() + [sys.executable, "-c", MODEL, readonly],
+            capture_output=True, text=True, timeout=600,
+            env=dict(os.environ, HOME=shared, NUMBA_CACHE_DIR=""),
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "cannot be written" in result.stderr
+        output = json.loads(result.stdout.strip().splitlines()[-1])
+        assert output["i"] == reference["i"] and output["t"] == reference["t"]
+        assert output["stats"]["hits"] == 0
     finally:
-        os.chmod(numba_target, 0o700)
-    assert "cannot be written" in stderr
-    assert result["i"] == reference["i"]
+        for folder, dirs, files in os.walk(shared):
+            os.chmod(folder, 0o755)
+        shutil.rmtree(shared)
 
 
 def test_cache_directory_is_private(numba_target):

@@ -111,17 +111,17 @@ def _list_models():
               f"{m.duration_ms:g} ms per run (quick: {m.quick_duration_ms:g}); {kind}")
 
 
-def _report(records, baseline, skipped, output, plots):
+def _report(records, baseline, output, plots):
     """Print the table, write summary files and plots; returns the exit status."""
     from .plots import plot_all
 
-    text = render(records, baseline, skipped)
+    text = render(records, baseline)
     print(text)
     os.makedirs(output, exist_ok=True)
     with open(os.path.join(output, "summary.txt"), "w", encoding="utf-8") as f:
         f.write(text)
     with open(os.path.join(output, "summary.md"), "w", encoding="utf-8") as f:
-        f.write(render(records, baseline, skipped, markdown=True))
+        f.write(render(records, baseline, markdown=True))
     written = plot_all(records, baseline, output) if plots and records else []
     print(f"Results, summary and plots in {output}/: results.jsonl, summary.txt, summary.md"
           + "".join(f", {os.path.basename(p)}" for p in written))
@@ -141,12 +141,12 @@ def _from_file(parser, args):
     targets = {r["target"] for r in records}
     baseline = args.baseline or ("cython" if "cython" in targets else "numpy")
     output = args.output or os.path.dirname(os.path.abspath(args.report))
-    return _report(records, baseline, {}, output, not args.no_plots)
+    return _report(records, baseline, output, not args.no_plots)
 
 
-def _run_all(groups, args, output):
+def _run_all(groups, args, output, skipped):
     """Run the planned jobs; returns the recorded results (partial on Ctrl-C)."""
-    env = environment()
+    env = dict(environment(), skipped_targets=skipped)
     records = []
     total = sum(len(group) for group in groups)
     path = os.path.join(output, "results.jsonl")
@@ -225,5 +225,5 @@ def _main(argv):
     output = args.output or "bench-results"
     os.makedirs(output, exist_ok=True)
     groups = plan(models, sizes, targets, caches, args.repeat, durations, args.seed)
-    records = _run_all(groups, args, output)
-    return _report(records, baseline, skipped, output, not args.no_plots)
+    records = _run_all(groups, args, output, skipped)
+    return _report(records, baseline, output, not args.no_plots)

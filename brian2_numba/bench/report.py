@@ -160,9 +160,9 @@ def _table(head, body, markdown):
     return "\n".join(lines)
 
 
-def render(records, baseline, skipped=None, markdown=False):
-    """The full report: environment, both tables, notes and errors."""
-    env = next((r["env"] for r in records if "env" in r), None)
+def render(records, baseline, markdown=False):
+    """The full report: environment, skipped targets, both tables, notes and errors."""
+    env = next((r["env"] for r in records if "env" in r), {})
     out = []
     if env:
         versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
@@ -170,7 +170,7 @@ def render(records, baseline, skipped=None, markdown=False):
         out.append(f"Versions: {versions}")
         out.append(f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
                    f"{m['os']}" + (f", {m['cxx']}" if m.get("cxx") else ""))
-    for target, reason in (skipped or {}).items():
+    for target, reason in env.get("skipped_targets", {}).items():
         out.append(f"Skipped target {target}: {reason}")
     head = (["model", "size", "cache", "target"] + [title for _, title, _ in TIMES]
             + [f"result÷{baseline}", f"step÷{baseline}", ""])
