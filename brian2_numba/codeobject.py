@@ -82,12 +82,21 @@ def _short_numba_message(exc, max_lines=20):
 
 
 def _tidy(code):
-    """Strip trailing blanks and runs of empty lines that templating leaves."""
+    """Strip trailing blanks and the runs of empty lines that templating leaves.
+
+    At most two empty lines before top-level code, one inside a block.
+    """
     lines = [line.rstrip() for line in code.splitlines()]
     tidy = []
-    for line in lines:
-        if line or (tidy and tidy[-1]) or (len(tidy) > 1 and tidy[-2]):
-            tidy.append(line)
+    blanks = 0  # empty lines at the end of tidy
+    for n, line in enumerate(lines):
+        if not line:
+            following = next((rest for rest in lines[n + 1 :] if rest), "")
+            limit = 2 if following and not following[0].isspace() else 1
+            if not tidy or blanks >= limit:
+                continue
+        blanks = 0 if line else blanks + 1
+        tidy.append(line)
     return "\n".join(tidy).strip() + "\n"
 
 

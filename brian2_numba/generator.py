@@ -234,7 +234,7 @@ class NumbaCodeGenerator(CodeGenerator):
                     + self.translate_to_statements(stmts, cond)
                     + self.translate_to_write_arrays(write)
                 )
-                code[block] = "\n".join(lines) if lines else "pass"
+                code[block] = "\n".join(lines)
         return scalar_code, vector_code, self.determine_keywords()
 
     # -- keywords for the templates ----------------------------------------
