@@ -154,6 +154,10 @@ def main():
     except BaseException as exc:  # report anything, the parent decides
         record["status"] = "error"
         record["error"] = describe(exc)
+        root = exc
+        while root.__cause__ or root.__context__:
+            root = root.__cause__ or root.__context__
+        record["error_summary"] = traceback.format_exception_only(root)[-1].strip()[:300]
     _peak_memory(record)
     with open(spec["result_file"], "w", encoding="utf-8") as f:
         json.dump(record, f)

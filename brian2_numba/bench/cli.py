@@ -2,7 +2,7 @@
 
 Checks which targets can run here (and says why not), runs every model,
 size, target and cache state in a fresh child process with a progress bar,
-appends each result to ``results.jsonl`` as it comes in, then prints the
+writes each result to a new ``results.jsonl`` as it comes in, then prints the
 summary table and writes it (``summary.txt``, ``summary.md``) and the plots
 into the output directory. Exit status 1 if a run failed or a deterministic
 model gave another answer than the numpy target.
@@ -162,7 +162,8 @@ def _run_all(groups, args, output, skipped):
                         bar.update()
                         if record.get("status") != "ok":
                             tqdm.write(f"FAILED {job.model} size {job.n} {job.target} "
-                                       f"{job.cache}: {record.get('error', '').strip()[-300:]}")
+                                       f"{job.cache}: {record.get('error_summary')}",
+                                       file=sys.stderr)
                         if job.cache == "prime":
                             continue
                         record.update(deterministic=MODELS[job.model].deterministic, env=env,
@@ -173,7 +174,7 @@ def _run_all(groups, args, output, skipped):
                 finally:
                     shutil.rmtree(cache_dir, ignore_errors=True)
         except KeyboardInterrupt:
-            tqdm.write("Interrupted: reporting the runs done so far.")
+            tqdm.write("Interrupted: reporting the runs done so far.", file=sys.stderr)
     return records
 
 
@@ -201,6 +202,10 @@ def _main(argv):
                      f"{', '.join(targets)}.")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1.")
+    if args.duration is not None and args.duration <= 0:
+        parser.error(f"--duration must be positive, not {args.duration:g} ms.")
+    if args.timeout <= 0:
+        parser.error(f"--timeout must be positive, not {args.timeout:g} s.")
     sizes = _sizes(parser, args, models)
     durations = {m: args.duration or (MODELS[m].quick_duration_ms if args.quick
                                       else MODELS[m].duration_ms) for m in models}

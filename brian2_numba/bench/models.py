@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from brian2 import (
-    BrianObject, NeuronGroup, PoissonGroup, SpatialNeuron, SpikeMonitor, StateMonitor,
-    Synapses,
-    Cylinder, Equations, Hz, cm, collect, mV, ms, msiemens, nS, ohm, siemens, uA,
-    uF, ufarad, um, umetre,
+    BrianObject, Cylinder, Equations, Hz, NeuronGroup, PoissonGroup, SpatialNeuron,
+    SpikeMonitor, StateMonitor, Synapses, cm, collect, mV, ms, msiemens, nS, ohm,
+    siemens, uA, uF, ufarad, um, umetre,
 )
 
 __all__ = ["Built", "Model", "MODELS"]
@@ -73,7 +72,7 @@ def _cuba_group(n, deterministic):
                     method="exact", namespace=dict(taum=taum, taue=taue, taui=taui,
                                                    Vt=Vt, Vr=Vr, El=El))
     if deterministic:
-        P.v = "Vr + (Vt - Vr) * ((i * 7919) % 1000) / 1000.0"
+        P.v = "Vr + (Vt - Vr) * (((i % 1000) * 7919) % 1000) / 1000.0"
     else:
         P.v = "Vr + rand() * (Vt - Vr)"
     P.ge = P.gi = 0 * mV
@@ -86,8 +85,8 @@ def cuba(n):
     P = _cuba_group(n, deterministic=False)
     Ce = Synapses(P, P, on_pre="ge += we", namespace={"we": 60 * 0.27 / 10 * mV})
     Ci = Synapses(P, P, on_pre="gi += wi", namespace={"wi": -20 * 4.5 / 10 * mV})
-    Ce.connect("i<Ne", p=80.0 / n, namespace={"Ne": Ne})
-    Ci.connect("i>=Ne", p=80.0 / n, namespace={"Ne": Ne})
+    Ce.connect("i<Ne", p=min(1.0, 80.0 / n), namespace={"Ne": Ne})
+    Ci.connect("i>=Ne", p=min(1.0, 80.0 / n), namespace={"Ne": Ne})
     return _built(SpikeMonitor(P), _sample_v(P, n))
 
 
@@ -138,8 +137,8 @@ def cobahh(n):
     P.gi = "(randn() * 12 + 20) * 10.*nS"
     Ce = Synapses(P[:int(0.8 * n)], P, on_pre="ge+=we", namespace=ns)
     Ci = Synapses(P[int(0.8 * n):], P, on_pre="gi+=wi", namespace=ns)
-    Ce.connect(p=80.0 / n)
-    Ci.connect(p=80.0 / n)
+    Ce.connect(p=min(1.0, 80.0 / n))
+    Ci.connect(p=min(1.0, 80.0 / n))
     return _built(SpikeMonitor(P), _sample_v(P, n))
 
 
@@ -154,7 +153,7 @@ def stdp(n):
               vr=-60 * mV, El=-74 * mV, taue=5 * ms, gmax=gmax,
               dApre=dApre * gmax, dApost=-dApre * 1.05 * gmax)
     inputs = PoissonGroup(n, rates=15 * Hz)
-    neurons = NeuronGroup(max(1, n // 1000), """
+    neurons = NeuronGroup(-(-n // 1000), """
         dv/dt = (ge * (Ee-vr) + El - v) / taum : volt
         dge/dt = -ge / taue : 1
         """, threshold="v>vt", reset="v = vr", method="exact", namespace=ns)
@@ -239,12 +238,13 @@ def tiny(n):
 
 
 def spatial(n):
-    """SpatialNeuron: HH axon with n compartments, current at one end (Brian example)."""
+    """SpatialNeuron: HH axon (Brian example) of n compartments, pulses at one end."""
     ns = dict(El=10.613 * mV, ENa=115 * mV, EK=-12 * mV, gl=0.3 * msiemens / cm**2,
               gK=36 * msiemens / cm**2, I0=1 * uA, period=10 * ms)
     eqs = """
     Im = gl * (El-v) + gNa * m**3 * h * (ENa-v) + gK * n**4 * (EK-v) : amp/meter**2
-    I = I0 * int(i == 0) * int(t % period < 1*ms) : amp (point current)
+    I = I0 * stimulated * int(t % period < 1*ms) : amp (point current)
+    stimulated : 1 (constant)
     dm/dt = alpham * (1-m) - betam * m : 1
     dn/dt = alphan * (1-n) - betan * n : 1
     dh/dt = alphah * (1-h) - betah * h : 1
@@ -263,6 +263,7 @@ def spatial(n):
     neuron.v = 0 * mV
     neuron.h, neuron.m, neuron.n = 1, 0, 0.5
     neuron.gNa = 120 * msiemens / cm**2
+    neuron.stimulated[0] = 1  # (not "i == 0" in I: Brian's standalone code redeclares i)
     return _built(SpikeMonitor(neuron), _sample_v(neuron, n))
 
 

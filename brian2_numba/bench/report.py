@@ -170,6 +170,10 @@ def render(records, baseline, markdown=False):
         out.append(f"Versions: {versions}")
         out.append(f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
                    f"{m['os']}" + (f", {m['cxx']}" if m.get("cxx") else ""))
+    loads = [r["load_before"] for r in records if r.get("load_before") is not None]
+    if loads:
+        out.append(f"Load average (1 min) before the runs: median {statistics.median(loads):.1f}"
+                   f", max {max(loads):.1f} (other work on the machine skews timings)")
     for target, reason in env.get("skipped_targets", {}).items():
         out.append(f"Skipped target {target}: {reason}")
     head = (["model", "size", "cache", "target"] + [title for _, title, _ in TIMES]

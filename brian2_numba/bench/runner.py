@@ -85,6 +85,8 @@ def run_job(job, cache_dir, timeout):
     spec = dict(asdict(job), cache_dir=cache_dir, result_file=result_file)
     env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(cache_dir, "numba"))
     record = asdict(job)
+    if hasattr(os, "getloadavg"):  # other work on the machine skews the timings
+        record["load_before"] = os.getloadavg()[0]
     start = time.perf_counter()
     # cwd: the cache directory, so that no brian_preferences file of the
     # caller's directory applies, and stray files do not land there
@@ -95,7 +97,8 @@ def run_job(job, cache_dir, timeout):
         _, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill(proc)
-        record.update(status="timeout", error=f"no result after {timeout:g} s (killed)")
+        message = f"no result after {timeout:g} s (killed)"
+        record.update(status="timeout", error=message, error_summary=message)
         return record
     except BaseException:  # Ctrl-C: leave no orphaned compilers behind
         _kill(proc)
@@ -105,9 +108,9 @@ def run_job(job, cache_dir, timeout):
         with open(result_file, encoding="utf-8") as f:
             record.update(json.load(f))
     except (OSError, ValueError):
-        record.update(status="error", error=(
-            f"the child process exited with code {proc.returncode} and no result:\n"
-            + stderr.strip()[-2000:]))
+        summary = f"the child process exited with code {proc.returncode} and no result"
+        record.update(status="error", error_summary=summary,
+                      error=f"{summary}:\n{stderr.strip()[-2000:]}")
     if record.get("status") == "ok":
         record["t_first_result"] = (record["t_import"] + record["t_construct"]
                                     + record["t_first_run"])

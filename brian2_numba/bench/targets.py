@@ -56,7 +56,8 @@ def _cpp_standalone():
     cxx = os.environ.get("CXX", "g++")  # what the generated makefile calls
     missing = [tool for tool in (make, cxx) if shutil.which(tool) is None]
     if missing:
-        return f"{' and '.join(repr(t) for t in missing)} not found (needs make and a C++ compiler)"
+        names = " and ".join(repr(tool) for tool in missing)
+        return f"{names} not found (needs make and a C++ compiler)"
 
 
 _CHECKS = {"numpy": lambda: None, "cython": _cython, "numba": _numba,

@@ -53,7 +53,7 @@ class PendingRecords:
 
     def namespace(self):
         """The buffers under the names the templates use (``_pending_<name>``)."""
-        names = {"_pending": self, "_pending_count": self.num_pending}
+        names = {"_pending": self, "_num_pending": self.num_pending}
         names.update(
             {f"_pending_{name}": array for name, array in zip(self.names, self.arrays)}
         )
