@@ -9,7 +9,6 @@ the counts; the exit status is 0 if no test failed.
 """
 
 import argparse
-import os
 import sys
 
 

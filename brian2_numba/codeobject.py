@@ -1,12 +1,13 @@
 """``NumbaCodeObject``: runs Brian code objects as cached ``@numba.njit`` kernels.
 
 Each block (``before_run``, ``run``, ``after_run``) of a code object is one
-generated module (see :mod:`brian2_numba.cache`) that defines ``main``: either
-the kernel itself or a thin Python function around kernels (for work that
-still needs Brian's Python objects, e.g. resizing monitors). The names of
-``main``'s parameters are looked up in the code object's namespace *once*, when
-the block is compiled, so a time step costs one call with a ready-made tuple of
-arguments: no namespace unpacking, no logging, no introspection.
+generated module (see :mod:`brian2_numba.cache`) that defines ``main``: the
+kernel itself for the per-step blocks, or a Python function for work that
+needs Brian's Python objects once per run (preparing the spike queue,
+creating synapses). The names of ``main``'s parameters are looked up in the
+code object's namespace *once*, when the block is compiled, so a time step
+costs one call with a ready-made tuple of arguments: no namespace unpacking,
+no logging, no introspection.
 """
 
 import inspect
@@ -17,7 +18,6 @@ from brian2.codegen.targets import codegen_targets
 from brian2.codegen.templates import Templater
 from brian2.core.base import BrianObjectException
 from brian2.core.functions import Function
-from brian2.core.preferences import prefs
 from brian2.devices.device import get_device
 from brian2.core.variables import (
     ArrayVariable,
@@ -32,6 +32,7 @@ from .cache import load_module
 from .functions import HEADER_IMPORTS
 from .generator import NumbaCodeGenerator
 from .structures import records_for, spikequeue_for
+from .templating import affixed, argument_list, array_names, numba_decorator, tidy
 
 __all__ = ["NumbaCodeObject", "KernelCompilationError"]
 
@@ -42,62 +43,11 @@ class KernelCompilationError(Exception):
     """numba could not compile a generated kernel (the message says why)."""
 
 
-def numba_decorator():
-    """The ``@_numba.njit(...)`` line for kernels, from the preferences."""
-    options = [
-        "cache=True",
-        "nogil=True",
-        f"error_model={prefs['codegen.runtime.numba.error_model']!r}",
-    ]
-    if prefs["codegen.runtime.numba.fastmath"]:
-        options.append("fastmath=True")
-    if prefs["codegen.runtime.numba.boundscheck"]:
-        options.append("boundscheck=True")
-    return f"@_numba.njit({', '.join(options)})"
-
-
-def argument_list(names, exclude=(), prepend=()):
-    """``'a, b, c'`` for a parameter or argument list (templates use this)."""
-    return ", ".join(list(prepend) + [n for n in names if n not in exclude])
-
-
-def affixed(names, prefix="", suffix=""):
-    """``[prefix + name + suffix, ...]`` (templates build parameter lists with it)."""
-    return [f"{prefix}{name}{suffix}" for name in names]
-
-
-def array_names(variables, access_data=True):
-    """Generated names of array variables (their data, or the dynamic array)."""
-    return [
-        NumbaCodeGenerator.get_array_name(var, access_data=access_data)
-        for var in variables
-    ]
-
-
 def _short_numba_message(exc, max_lines=20):
     lines = [line for line in str(exc).splitlines() if line.strip()]
     if len(lines) > max_lines:
         lines = lines[:max_lines] + ["[...]"]
     return "\n".join(lines)
-
-
-def _tidy(code):
-    """Strip trailing blanks and the runs of empty lines that templating leaves.
-
-    At most two empty lines before top-level code, one inside a block.
-    """
-    lines = [line.rstrip() for line in code.splitlines()]
-    tidy = []
-    blanks = 0  # empty lines at the end of tidy
-    for n, line in enumerate(lines):
-        if not line:
-            following = next((rest for rest in lines[n + 1 :] if rest), "")
-            limit = 2 if following and not following[0].isspace() else 1
-            if not tidy or blanks >= limit:
-                continue
-        blanks = 0 if line else blanks + 1
-        tidy.append(line)
-    return "\n".join(tidy).strip() + "\n"
 
 
 class _CompiledBlock:
@@ -254,7 +204,7 @@ class NumbaCodeObject(CodeObject):
         code = getattr(self.code, block, "").strip()
         if not code or "EMPTY_CODE_BLOCK" in code:
             return None
-        module = load_module(_tidy(code))
+        module = load_module(tidy(code))
         logger.diagnostic(f"{self.name}.{block}: {module.__file__}")
         return _CompiledBlock(module, self.namespace)
 

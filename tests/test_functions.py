@@ -10,7 +10,6 @@ from brian2 import (
     TimedArray,
     check_units,
     implementation,
-    ms,
     prefs,
     run,
     seed,

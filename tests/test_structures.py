@@ -1,7 +1,6 @@
 """The numba-side spike queue and monitor recordings (brian2_numba.structures)."""
 
 import numpy as np
-import pytest
 from brian2 import (
     NeuronGroup,
     Network,

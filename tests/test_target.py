@@ -15,7 +15,6 @@ from brian2 import (
     Synapses,
     Hz,
     defaultclock,
-    mV,
     ms,
     prefs,
     run,
