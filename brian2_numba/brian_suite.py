@@ -25,7 +25,8 @@ def main(argv=None):
 
     import brian2_numba  # noqa: F401
 
-    additional = ["-p", "brian2_numba.pytest_plugin", "-p", "no:cacheprovider"]
+    # -rsx: list every skip and expected failure with its reason
+    additional = ["-p", "brian2_numba.pytest_plugin", "-p", "no:cacheprovider", "-rsx"]
     if options.workers not in ("0", 0):
         additional += ["-n", str(options.workers)]
     additional += options.pytest_args
