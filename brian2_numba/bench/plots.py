@@ -1,7 +1,8 @@
 """Two figures (PNG, Agg backend, no display needed).
 
 * ``time_vs_size.png``: steady-state time per step (warm runs) against
-  network size, one line per target, one panel per model with several sizes;
+  network size (build time for the synapse-creation model), one line per
+  target, one panel per model with several sizes;
 * ``cold_vs_warm.png``: time to the first result (import + build + first
   run, stacked) with an empty and with a filled cache, per target, one panel
   per model (smallest size).
@@ -13,6 +14,7 @@ import os
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .models import MODELS
 from .report import summarize
 
 __all__ = ["plot_all"]
@@ -29,21 +31,29 @@ def _panels(count):
     return fig, axes
 
 
+#: what a model's size panel shows: (record field, scale, axis label)
+FOCUS = {"t_per_step": (1e6, "µs per time step (warm)"),
+         "t_construct": (1, "s to build the network (warm)")}
+
+
 def plot_time_vs_size(rows, path):
-    """Per-step time of warm runs against size; returns False if no model has 2 sizes."""
-    warm = [r for r in rows if r["cache"] == "warm" and r["t_per_step"]]
+    """Warm time per step (or build time) against size; False if no model has 2 sizes."""
+    warm = [r for r in rows if r["cache"] == "warm"]
     models = [m for m in dict.fromkeys(r["model"] for r in warm)
               if len({r["n"] for r in warm if r["model"] == m}) > 1]
     if not models:
         return False
     fig, axes = _panels(len(models))
     for ax, model in zip(axes, models):
+        field = MODELS[model].focus if model in MODELS else "t_per_step"
+        scale, label = FOCUS[field]
         for target in dict.fromkeys(r["target"] for r in warm if r["model"] == model):
-            points = sorted((r["n"], r["t_per_step"][0] * 1e6) for r in warm
-                            if r["model"] == model and r["target"] == target)
-            ax.plot(*zip(*points), marker="o", label=target)
-        ax.set(xscale="log", yscale="log", title=model, xlabel="size",
-               ylabel="µs per time step (warm)")
+            points = sorted((r["n"], r[field][0] * scale) for r in warm
+                            if r["model"] == model and r["target"] == target and r[field])
+            if points:
+                ax.plot(*zip(*points), marker="o", label=target)
+        ax.set(xscale="log", yscale="log", title=model, ylabel=label,
+               xlabel=MODELS[model].size_label if model in MODELS else "size")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
     fig.savefig(path, dpi=100)
@@ -76,8 +86,9 @@ def plot_cold_vs_warm(rows, path):
                        label=label if cache == "cold" else None)
                 bottom = [b + h for b, h in zip(bottom, heights)]
         ax.set_xticks(range(len(targets)), targets, rotation=20, fontsize="small")
-        ax.set(title=f"{model} ({n}): cold | warm (hatched)", ylabel="s to first result")
+        ax.set(title=f"{model} ({n})", ylabel="s to first result")
         ax.legend(fontsize="small")
+    fig.suptitle("Time to the first result: cold cache (plain) | warm cache (hatched)")
     fig.savefig(path, dpi=100)
     return True
 

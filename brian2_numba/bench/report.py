@@ -1,4 +1,4 @@
-"""The summary: a timing table and a checksum table, as text or markdown.
+"""The summary: overview, timing and checksum tables, as text or markdown.
 
 Timing rows are (model, size, cache, target): medians over repetitions, with
 the range when there are several. The ``÷base`` columns divide by the
@@ -147,17 +147,51 @@ def _check_cells(row):
             str(row["spikes"]), mean, str(row["spike_hash"]), row["check"]]
 
 
-def _table(head, body, markdown):
+def _table(head, body, markdown, separate=True):
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
     widths = [max(len(c) for c in column) for column in zip(head, *body)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths)).rstrip()]
     for index, cells in enumerate(body):
-        if index and cells[0] != body[index - 1][0]:
+        if separate and index and cells[0] != body[index - 1][0]:
             lines.append("")  # a blank line between models
         lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
     return "\n".join(lines)
+
+
+def _overview(rows, baseline, markdown):
+    """At a glance: one row per model and size, one column per target."""
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    found = {(r["model"], r["n"], r["cache"], r["target"]): r for r in rows}
+    pairs = list(dict.fromkeys((r["model"], r["n"]) for r in rows))
+
+    def value(model, n, cache, target, field, scale=1):
+        row = found.get((model, n, cache, target))
+        return _num(row[field][0] * scale) if row and row[field] else "-"
+
+    start = [[m, str(n)] + [value(m, n, "cold", t, "t_first_result") + " / "
+                            + value(m, n, "warm", t, "t_first_result") for t in targets]
+             for m, n in pairs if any((m, n, "cold", t) in found for t in targets)]
+    step = []
+    for m, n in pairs:
+        cells = [m, str(n)]
+        for t in targets:
+            row = found.get((m, n, "warm", t))
+            ratio = row and row["t_per_step_ratio"]
+            cells.append(value(m, n, "warm", t, "t_per_step", 1e6)
+                         + (f" ({ratio:.2g})" if ratio and t != baseline else ""))
+        if any(c != "-" for c in cells[2:]):
+            step.append(cells)
+    head = ["model", "size"] + targets
+    out = []
+    if start:
+        out += ["Time to the first result (s), cold / warm cache:", "",
+                _table(head, start, markdown, separate=False), ""]
+    if step:
+        out += [f"Simulation time per step (µs), warm (÷{baseline}):", "",
+                _table(head, step, markdown), ""]
+    return out
 
 
 def render(records, baseline, markdown=False):
@@ -176,10 +210,12 @@ def render(records, baseline, markdown=False):
                    f", max {max(loads):.1f} (other work on the machine skews timings)")
     for target, reason in env.get("skipped_targets", {}).items():
         out.append(f"Skipped target {target}: {reason}")
+    rows = summarize(records, baseline)
+    out += [""] + _overview(rows, baseline, markdown)
     head = (["model", "size", "cache", "target"] + [title for _, title, _ in TIMES]
             + [f"result÷{baseline}", f"step÷{baseline}", ""])
-    rows = summarize(records, baseline)
-    out += ["", _table(head, [_timing_cells(r) for r in rows], markdown), ""]
+    out += ["All measurements:", "", _table(head, [_timing_cells(r) for r in rows], markdown),
+            ""]
     out.append(f"Seconds, medians (range over repetitions). 'to result' = import + build + "
                f"1st run; 'run() prep' = 2nd run minus its loop; µs/step = the simulation "
                f"loop's own clock (device._last_run_time) / steps, 2nd run; "
