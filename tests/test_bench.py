@@ -92,7 +92,10 @@ def _check_summaries(stdout, out):
     table = (out / "summary.txt").read_text()
     assert table in stdout
     lines = table.splitlines()
-    header = next(line for line in lines if line.startswith("model "))
+    assert "Time to the first result (s), cold / warm cache:" in table
+    overview = next(line.split() for line in lines if line.startswith("tiny "))
+    assert overview[:2] == ["tiny", "10"] and overview[3] == overview[6] == "/"
+    header = next(line for line in lines if line.startswith("model ") and " cache " in line)
     for title in ("import s", "build s", "1st run s", "2nd run s", "µs/step", "peak MB",
                   "result÷numpy", "step÷numpy"):
         assert title in header

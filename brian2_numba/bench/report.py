@@ -124,6 +124,10 @@ def _num(x):
     return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
+def _ratio(x):
+    return f"{x:.2g}" if x < 10 else f"{x:.0f}"
+
+
 def _fmt_stats(stats, scale):
     if stats is None:
         return "-"
@@ -137,8 +141,8 @@ def _fmt_stats(stats, scale):
 def _timing_cells(row):
     cells = [row["model"], str(row["n"]), row["cache"], row["target"]]
     cells += [_fmt_stats(row[field], scale) for field, _, scale in TIMES]
-    cells += ["-" if row[f + "_ratio"] is None else f"{row[f + '_ratio']:.2g}" for f in RATIOS]
-    return cells + ([f"{row['failed']} failed"] if row["failed"] else [""])
+    cells += ["-" if row[f + "_ratio"] is None else _ratio(row[f + "_ratio"]) for f in RATIOS]
+    return cells
 
 
 def _check_cells(row):
@@ -180,7 +184,7 @@ def _overview(rows, baseline, markdown):
             row = found.get((m, n, "warm", t))
             ratio = row and row["t_per_step_ratio"]
             cells.append(value(m, n, "warm", t, "t_per_step", 1e6)
-                         + (f" ({ratio:.2g})" if ratio and t != baseline else ""))
+                         + (f" ({_ratio(ratio)})" if ratio and t != baseline else ""))
         if any(c != "-" for c in cells[2:]):
             step.append(cells)
     head = ["model", "size"] + targets
@@ -213,9 +217,12 @@ def render(records, baseline, markdown=False):
     rows = summarize(records, baseline)
     out += [""] + _overview(rows, baseline, markdown)
     head = (["model", "size", "cache", "target"] + [title for _, title, _ in TIMES]
-            + [f"result÷{baseline}", f"step÷{baseline}", ""])
-    out += ["All measurements:", "", _table(head, [_timing_cells(r) for r in rows], markdown),
-            ""]
+            + [f"result÷{baseline}", f"step÷{baseline}"])
+    body = [_timing_cells(r) for r in rows]
+    if any(r["failed"] for r in rows):
+        head.append("failed")
+        body = [cells + [str(r["failed"] or "")] for cells, r in zip(body, rows)]
+    out += ["All measurements:", "", _table(head, body, markdown), ""]
     out.append(f"Seconds, medians (range over repetitions). 'to result' = import + build + "
                f"1st run; 'run() prep' = 2nd run minus its loop; µs/step = the simulation "
                f"loop's own clock (device._last_run_time) / steps, 2nd run; "

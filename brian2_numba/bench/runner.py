@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 
-__all__ = ["Job", "plan", "run_job"]
+__all__ = ["Job", "plan", "run_job", "new_cache_dir"]
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child.py")
 
