@@ -24,15 +24,22 @@ def numba_target(tmp_path):
     reinit_devices()
 
 
+def script_env(**extra):
+    """Environment for test subprocesses.
+
+    numba stores compiled kernels next to the generated files, unless
+    NUMBA_CACHE_DIR points elsewhere: keep them together for the tests.
+    """
+    return dict(os.environ, NUMBA_CACHE_DIR="", **extra)
+
+
 def run_script(code, cache_dir, *args, env=None, timeout=600):
     """Run ``code`` in a fresh Python process (cache dir passed as argv[1])."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), str(cache_dir), *map(str, args)],
         capture_output=True,
         text=True,
-        env=full_env,
+        env=script_env(**(env or {})),
         timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-3000:]

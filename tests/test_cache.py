@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from conftest import run_script
+from conftest import run_script, script_env
 
 # A small model with state update, threshold, reset, synapses and a monitor;
 # prints the spikes and numba's cache statistics as JSON.
@@ -57,6 +57,7 @@ def test_concurrent_cold_compile(numba_target):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=script_env(),
         )
         for _ in range(4)
     ]
@@ -152,7 +153,7 @@ def test_read_only_cache_dir_runs_uncached(numba_target):
         result = subprocess.run(
             _as_unprivileged_user() + [sys.executable, "-c", MODEL, readonly],
             capture_output=True, text=True, timeout=600,
-            env=dict(os.environ, HOME=shared, NUMBA_CACHE_DIR=""),
+            env=script_env(HOME=shared),
         )
         assert result.returncode == 0, result.stderr[-3000:]
         assert "cannot be written" in result.stderr
