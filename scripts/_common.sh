@@ -16,6 +16,14 @@ find_python() {
     echo ""
 }
 
+# pick_python: sets PYTHON and BRIAN_SPEC to the newest supported pair
+# (Python 3.13 + Brian2 2.11, else 3.12 + 2.10), or exits.
+pick_python() {
+    PYTHON="$(find_python 13)"; BRIAN_SPEC="brian2>=2.11,<2.12"
+    if [ -z "$PYTHON" ]; then PYTHON="$(find_python 12)"; BRIAN_SPEC="brian2>=2.10,<2.11"; fi
+    [ -n "$PYTHON" ] || { echo "Needs Python 3.13 or 3.12 (on PATH or in pyenv)" >&2; exit 1; }
+}
+
 # make_venv DIR PYTHON BRIAN_SPEC: create (or reuse) a venv with brian2_numba.
 make_venv() {
     local dir="$1" python="$2" brian="$3"
