@@ -11,6 +11,8 @@ Importing the package registers the target ``'numba'``, its preferences
 cache directory (so that ``clear_cache('numba')`` works).
 """
 
+import os
+
 import brian2
 
 from .preferences import register_preferences
@@ -45,7 +47,12 @@ class _CacheRegistration(tuple):
         return super().__new__(cls, (None, CACHE_FILE_SUFFIXES))
 
     def __iter__(self):
-        yield configured_cache_directory()
+        directory = configured_cache_directory()
+        try:  # Brian expects the directory to exist (e.g. to measure it)
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError:
+            pass
+        yield directory
         yield CACHE_FILE_SUFFIXES
 
     def __getitem__(self, index):

@@ -9,6 +9,7 @@ the counts; the exit status is 0 if no test failed.
 """
 
 import argparse
+import shutil
 import sys
 
 
@@ -24,6 +25,10 @@ def main(argv=None):
     import brian2
 
     import brian2_numba  # noqa: F401
+    from brian2_numba.pytest_plugin import install_subprocess_hook
+
+    # before any worker starts, so that every process of the run inherits it
+    hook_dir = install_subprocess_hook()
 
     # -rsx: list every skip and expected failure with its reason
     additional = ["-p", "brian2_numba.pytest_plugin", "-p", "no:cacheprovider", "-rsx"]
@@ -40,6 +45,8 @@ def main(argv=None):
         test_in_parallel=[],
         additional_args=additional,
     )
+    if hook_dir:
+        shutil.rmtree(hook_dir, ignore_errors=True)
     return 0 if success else 1
 
 

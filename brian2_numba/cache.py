@@ -44,6 +44,9 @@ __all__ = [
 logger = get_logger(__name__)
 
 MODULE_PREFIX = "brian2numba_"
+#: the default cache directory's name; not an importable name, so that a
+#: script started next to it cannot import it instead of the package
+CACHE_DIR_NAME = "brian2-numba"
 #: generated files end like this (and so does nothing else: ``clear_cache``
 #: refuses to delete a directory with other files in it)
 SOURCE_SUFFIX = ".gen.py"
@@ -60,14 +63,14 @@ _unusable_dirs = set()  # cache directories we already warned about
 def default_cache_directory():
     """Where kernels go when ``codegen.runtime.numba.cache_dir`` is ``None``."""
     if os.environ.get("NUMBA_CACHE_DIR"):
-        return os.path.join(os.environ["NUMBA_CACHE_DIR"], "brian2_numba")
+        return os.path.join(os.environ["NUMBA_CACHE_DIR"], CACHE_DIR_NAME)
     if sys.platform == "win32":
         base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
     elif sys.platform == "darwin":
         base = os.path.expanduser("~/Library/Caches")
     else:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.path.join(base, "brian2_numba")
+    return os.path.join(base, CACHE_DIR_NAME)
 
 
 def _is_writable(directory):

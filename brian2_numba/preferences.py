@@ -27,8 +27,8 @@ def register_preferences():
             validator=_is_optional_str,
             docs="""
             Directory for the generated ``.py`` files and numba's compiled
-            kernels. ``None`` (the default) means ``$NUMBA_CACHE_DIR/brian2_numba``
-            if that environment variable is set, otherwise ``brian2_numba`` in
+            kernels. ``None`` (the default) means ``$NUMBA_CACHE_DIR/brian2-numba``
+            if that environment variable is set, otherwise ``brian2-numba`` in
             the user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache`` on
             Linux, ``~/Library/Caches`` on macOS, ``%LOCALAPPDATA%`` on
             Windows). The directory is created private (mode 0700). If it

@@ -84,15 +84,30 @@ def pytest_plugin_registered(plugin, manager):
         _patch_fake_randn(plugin)
 
 
-def pytest_configure(config):
-    if "brian2.conftest" in sys.modules:
-        _patch_fake_randn(sys.modules["brian2.conftest"])
+_HOOK_DIR_VARIABLE = "BRIAN2_NUMBA_SITECUSTOMIZE_DIR"
+
+
+def install_subprocess_hook():
+    """Put the ``sitecustomize`` on ``PYTHONPATH`` of this process (and so of
+    all its children: xdist workers and the subprocesses tests start).
+
+    Idempotent; returns the directory if this call created it, else None.
+    """
+    if os.environ.get(_HOOK_DIR_VARIABLE):
+        return None
     hook_dir = tempfile.mkdtemp(prefix="brian2_numba_sitecustomize_")
     with open(os.path.join(hook_dir, "sitecustomize.py"), "w") as f:
         f.write(_SITECUSTOMIZE)
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = hook_dir + (os.pathsep + old if old else "")
-    config._brian2_numba_hook_dir = hook_dir
+    os.environ[_HOOK_DIR_VARIABLE] = hook_dir
+    return hook_dir
+
+
+def pytest_configure(config):
+    if "brian2.conftest" in sys.modules:
+        _patch_fake_randn(sys.modules["brian2.conftest"])
+    config._brian2_numba_hook_dir = install_subprocess_hook()
 
 
 def pytest_unconfigure(config):

@@ -175,11 +175,26 @@ def test_default_cache_dir_follows_environment(monkeypatch, tmp_path):
     from brian2_numba.cache import default_cache_directory
 
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
-    assert default_cache_directory() == str(tmp_path / "numba" / "brian2_numba")
+    assert default_cache_directory() == str(tmp_path / "numba" / "brian2-numba")
     monkeypatch.delenv("NUMBA_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     if sys.platform.startswith("linux"):
-        assert default_cache_directory() == str(tmp_path / "xdg" / "brian2_numba")
+        assert default_cache_directory() == str(tmp_path / "xdg" / "brian2-numba")
+
+
+def test_script_next_to_default_cache_imports_the_package(tmp_path):
+    """The default cache directory must not shadow the package: a script
+    started in $NUMBA_CACHE_DIR (cwd first on sys.path) imports the real one."""
+    from brian2_numba.cache import default_cache_directory
+
+    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    os.makedirs(os.path.join(str(tmp_path), os.path.basename(default_cache_directory())))
+    result = subprocess.run(
+        [sys.executable, "-c", "import brian2_numba; print(brian2_numba.__file__)"],
+        capture_output=True, text=True, cwd=str(tmp_path), env=dict(os.environ, **env),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("__init__.py")
 
 
 def test_clear_cache(numba_target):
