@@ -38,7 +38,6 @@ __all__ = [
     "load_module",
     "loaded_dispatchers",
     "cache_stats",
-    "source_file",
 ]
 
 logger = get_logger(__name__)
@@ -231,11 +230,6 @@ def load_module(source):
                 _dispatchers.append(value)
         _modules[name] = module
         return module
-
-
-def source_file(module):
-    """The path of the generated ``.py`` file behind a loaded kernel module."""
-    return module.__file__
 
 
 def loaded_dispatchers():
