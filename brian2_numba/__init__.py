@@ -15,6 +15,8 @@ import os
 
 import brian2
 
+__version__ = "0.1.0"  # part of every generated file: a new version recompiles
+
 from .preferences import register_preferences
 
 register_preferences()
@@ -29,7 +31,6 @@ from .codeobject import NumbaCodeObject  # noqa: E402
 from .functions import register_functions  # noqa: E402
 from .inspection import generated_files  # noqa: E402
 
-__version__ = "0.1.0"
 __all__ = ["NumbaCodeObject", "cache_stats", "generated_files", "default_cache_directory"]
 
 register_functions()

@@ -28,9 +28,11 @@ from brian2.core.variables import (
 from brian2.utils.logger import get_logger
 from numba.core.errors import NumbaError
 
+from . import __version__
 from .cache import load_module
 from .functions import HEADER_IMPORTS
 from .generator import NumbaCodeGenerator
+from .random import RAND_CALL, numpy_generator
 from .structures import records_for, spikequeue_for
 from .templating import affixed, argument_list, array_names, numba_decorator, tidy
 
@@ -102,6 +104,8 @@ class NumbaCodeObject(CodeObject):
             "array_names": array_names,
             "constant_or_scalar": constant_or_scalar,
             "header_imports": ", ".join(HEADER_IMPORTS),
+            "rand_call": RAND_CALL,
+            "version": __version__,
             "dtype": np.dtype,
         },
     )
@@ -216,6 +220,10 @@ class NumbaCodeObject(CodeObject):
             for block, compiled in self.compiled_code.items()
             if compiled is not None
         }
+
+    def before_run(self):
+        numpy_generator()  # in case numpy's global generator was replaced
+        super().before_run()
 
     def _refresh_args(self):
         for compiled in self.compiled_code.values():

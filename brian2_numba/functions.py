@@ -23,7 +23,7 @@ from brian2.input.binomial import (
 from brian2.input.timedarray import TimedArray, _find_K
 from brian2.utils.stringtools import deindent
 
-from .random import register_random_functions
+from .random import RAND_CALL, RANDN_CALL, register_random_functions
 
 __all__ = ["register_functions", "HEADER_IMPORTS", "python_function_source"]
 
@@ -155,26 +155,26 @@ def _binomial(n, p, use_normal, name):
         loc, scale = _pre_calc_constants_approximated(n, p)
         code = f'''
         @_numba.njit
-        def {name}(_vectorisation_idx, _randn_buffer, _randn_buffer_index):
+        def {name}(_vectorisation_idx, _numpy_generator, _randn_buffer, _randn_buffer_index):
             """Binomial(n={n}, p={p}), normal approximation."""
-            return _randn(_vectorisation_idx, _randn_buffer, _randn_buffer_index) * {scale!r} + {loc!r}
+            return {RANDN_CALL} * {scale!r} + {loc!r}
         '''
         return code, {"_randn": DEFAULT_FUNCTIONS["randn"]}
     reverse, q, P, qn, bound = _pre_calc_constants(n, p)
     result = f"{int(n)} - X" if reverse else "X"
     code = f'''
     @_numba.njit
-    def {name}(_vectorisation_idx, _rand_buffer, _rand_buffer_index):
+    def {name}(_vectorisation_idx, _numpy_generator, _rand_buffer, _rand_buffer_index):
         """Binomial(n={n}, p={p}) by inversion (numpy's rk_binomial_inversion)."""
         X = 0
         px = {qn!r}
-        U = _rand(_vectorisation_idx, _rand_buffer, _rand_buffer_index)
+        U = {RAND_CALL}
         while U > px:
             X += 1
             if X > {bound!r}:
                 X = 0
                 px = {qn!r}
-                U = _rand(_vectorisation_idx, _rand_buffer, _rand_buffer_index)
+                U = {RAND_CALL}
             else:
                 U -= px
                 px = (({int(n)} - X + 1) * {P!r} * px) / (X * {q!r})

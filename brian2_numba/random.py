@@ -1,9 +1,9 @@
-"""Random numbers: numpy's global RandomState stays the single source of truth.
+"""Random numbers: numpy's global generator stays the single source of truth.
 
 numba's own ``np.random`` inside kernels has a separate per-thread state that
 ``np.random.seed`` (and so Brian's ``seed()``) does not touch. Instead, the
-kernels draw from buffers of 20000 numbers that are refilled *from numpy's
-global generator* whenever they run empty, exactly like Brian's Cython target:
+kernels draw from buffers of 20000 numbers, like Brian's Cython target, and
+refill them *from numpy's global bit generator*:
 
 * Brian 2.11 owns such buffers (``RuntimeDevice.rand_buffer`` etc.) and
   includes their content in ``get_random_state``; we use the very same
@@ -14,38 +14,137 @@ global generator* whenever they run empty, exactly like Brian's Cython target:
   our own buffers and extend the runtime device's ``seed``,
   ``get_random_state`` and ``set_random_state`` to cover them.
 
-The refill happens in ``numba.objmode``, once per 20000 draws.
+The refill runs inside the kernel: it calls numpy's C function
+``next_double`` on numpy's own generator state, through the addresses that
+numpy publishes for this purpose (``bit_generator.ctypes``). ``rand``
+buffers hold exactly what ``numpy.random.rand(20000)`` would return and
+``randn`` buffers what ``numpy.random.randn(20000)`` would (numpy's legacy
+polar method, in pairs), and numpy's state advances as if it had been
+called. The addresses are kernel *arguments* (``_numpy_generator``), never
+compiled-in constants, so cached kernels stay valid in a new process.
 """
+
+import ctypes
 
 import numpy as np
 from brian2.core.functions import DEFAULT_FUNCTIONS
 from brian2.devices.device import RuntimeDevice, all_devices
 from brian2.utils.stringtools import deindent
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
-__all__ = ["register_random_functions", "random_buffers", "BUFFER_SIZE"]
+__all__ = [
+    "register_random_functions",
+    "random_buffers",
+    "numpy_generator",
+    "call_next_double",
+    "BUFFER_SIZE",
+    "RAND_CALL",
+    "RANDN_CALL",
+]
 
 BUFFER_SIZE = 20000
 
+#: How generated code calls the two generators (arguments in namespace order).
+RAND_CALL = "_rand(_vectorisation_idx, _numpy_generator, _rand_buffer, _rand_buffer_index)"
+RANDN_CALL = "_randn(_vectorisation_idx, _numpy_generator, _randn_buffer, _randn_buffer_index)"
 
-def _buffered_code(name, numpy_function, description):
-    """Source of ``_<name>``: next number from a buffer, refilled from numpy."""
+
+@intrinsic
+def call_next_double(typingctx, function_address, state_address):
+    """``double next_double(void *state)`` of a numpy bit generator, by address.
+
+    numpy documents its bit generators' ``ctypes.next_double`` and
+    ``ctypes.state_address`` for use from numba; taking them as plain
+    integers (instead of a ctypes object) keeps the kernel's signature
+    cacheable and the call free of Python objects.
+    """
+    signature = types.float64(types.uint64, types.uint64)
+
+    def codegen(context, builder, sig, args):
+        void_pointer = ir.IntType(8).as_pointer()
+        function_type = ir.FunctionType(ir.DoubleType(), [void_pointer])
+        function = builder.inttoptr(args[0], function_type.as_pointer())
+        return builder.call(function, [builder.inttoptr(args[1], void_pointer)])
+
+    return signature, codegen
+
+
+# [address of next_double, address of its state], updated in place
+_numpy_generator = np.zeros(2, dtype=np.uint64)
+_generator_in_use = None  # keeps the generator behind the addresses alive
+
+
+def numpy_generator():
+    """The address array of numpy's global bit generator, brought up to date.
+
+    Called before each run: ``numpy.random.set_bit_generator`` may have
+    replaced the generator (``seed``/``set_state`` change it in place).
+    """
+    global _generator_in_use
+    bit_generator = np.random.mtrand._rand._bit_generator
+    if bit_generator is not _generator_in_use:
+        interface = bit_generator.ctypes
+        _numpy_generator[0] = ctypes.cast(interface.next_double, ctypes.c_void_p).value
+        _numpy_generator[1] = interface.state_address
+        _generator_in_use = bit_generator
+    return _numpy_generator
+
+
+def _buffered_code(name, fill_code, description):
+    """Source of ``_<name>``: next number from a buffer, refilled in the kernel.
+
+    The generator's addresses are read on every call, before the branch:
+    passing the array itself into the (rarely taken) refill branch makes
+    numba keep reference counting in the fast path, which costs ~30 ns a draw.
+    """
     return f'''
 @_numba.njit
-def _{name}(_vectorisation_idx, _{name}_buffer, _{name}_buffer_index):
+def _fill_{name}_buffer(_buffer, _next_double, _state):
+    """Fill the buffer as numpy.random.{name}(len(_buffer)) would."""
+{fill_code}
+
+
+@_numba.njit
+def _{name}(_vectorisation_idx, _numpy_generator, _{name}_buffer, _{name}_buffer_index):
     """{description}, from numpy's generator via a buffer."""
-    if _{name}_buffer_index[0] == 0:
-        with _numba.objmode():
-            _{name}_buffer[:] = _numpy.random.{numpy_function}(len(_{name}_buffer))
-    value = _{name}_buffer[_{name}_buffer_index[0]]
-    _{name}_buffer_index[0] += 1
-    if _{name}_buffer_index[0] == len(_{name}_buffer):
-        _{name}_buffer_index[0] = 0
+    _next_double = _numpy_generator[0]
+    _state = _numpy_generator[1]
+    _index = _{name}_buffer_index[0]
+    if _index == 0:
+        _fill_{name}_buffer(_{name}_buffer, _next_double, _state)
+    value = _{name}_buffer[_index]
+    _index += 1
+    if _index == len(_{name}_buffer):
+        _index = 0
+    _{name}_buffer_index[0] = _index
     return value
 '''
 
 
-RAND_CODE = _buffered_code("rand", "rand", "Uniform random number in [0, 1)")
-RANDN_CODE = _buffered_code("randn", "randn", "Standard normal random number")
+_FILL_UNIFORM = """\
+    for _k in range(len(_buffer)):
+        _buffer[_k] = _call_next_double(_next_double, _state)"""
+
+# numpy's legacy_gauss: the polar method, two numbers per accepted pair
+_FILL_NORMAL = """\
+    _k = 0
+    while _k < len(_buffer):
+        _x1 = 2.0 * _call_next_double(_next_double, _state) - 1.0
+        _x2 = 2.0 * _call_next_double(_next_double, _state) - 1.0
+        _r2 = _x1 * _x1 + _x2 * _x2
+        if _r2 >= 1.0 or _r2 == 0.0:
+            continue
+        _f = math.sqrt(-2.0 * math.log(_r2) / _r2)
+        _buffer[_k] = _f * _x2
+        if _k + 1 < len(_buffer):
+            _buffer[_k + 1] = _f * _x1
+        _k += 2"""
+
+_IMPORT = "from brian2_numba.random import call_next_double as _call_next_double\n"
+RAND_CODE = _IMPORT + _buffered_code("rand", _FILL_UNIFORM, "Uniform random number in [0, 1)")
+RANDN_CODE = _IMPORT + _buffered_code("randn", _FILL_NORMAL, "Standard normal random number")
 
 # The same algorithms as Brian's Cython target (numpy's PTRS for lam >= 10,
 # multiplication of uniforms otherwise).
@@ -79,7 +178,7 @@ def _loggam(x):
 
 
 @_numba.njit
-def _poisson(lam, _vectorisation_idx, _rand_buffer, _rand_buffer_index):
+def _poisson(lam, _vectorisation_idx, _numpy_generator, _rand_buffer, _rand_buffer_index):
     """Poisson-distributed integer with mean lam."""
     if lam == 0:
         return _numpy.int32(0)
@@ -88,7 +187,7 @@ def _poisson(lam, _vectorisation_idx, _rand_buffer, _rand_buffer_index):
         X = 0
         prod = 1.0
         while True:
-            prod *= _rand(_vectorisation_idx, _rand_buffer, _rand_buffer_index)
+            prod *= _rand(_vectorisation_idx, _numpy_generator, _rand_buffer, _rand_buffer_index)
             if prod > enlam:
                 X += 1
             else:
@@ -100,8 +199,8 @@ def _poisson(lam, _vectorisation_idx, _rand_buffer, _rand_buffer_index):
     invalpha = 1.1239 + 1.1328 / (b - 3.4)
     vr = 0.9277 - 3.6224 / (b - 2)
     while True:
-        U = _rand(_vectorisation_idx, _rand_buffer, _rand_buffer_index) - 0.5
-        V = _rand(_vectorisation_idx, _rand_buffer, _rand_buffer_index)
+        U = _rand(_vectorisation_idx, _numpy_generator, _rand_buffer, _rand_buffer_index) - 0.5
+        V = _rand(_vectorisation_idx, _numpy_generator, _rand_buffer, _rand_buffer_index)
         us = 0.5 - abs(U)
         k = int(_numpy.floor((2 * a / us + b) * U + lam + 0.43))
         if us >= 0.07 and V <= vr:
@@ -179,18 +278,12 @@ def register_random_functions():
     if not _device_has_buffers(all_devices["runtime"]) and _own_buffers is None:
         _extend_runtime_device()
     buffers = random_buffers()
-    DEFAULT_FUNCTIONS["rand"].implementations.add_implementation(
-        "numba",
-        code=deindent(RAND_CODE),
-        name="_rand",
-        namespace={k: v for k, v in buffers.items() if k.startswith("_rand_")},
-    )
-    DEFAULT_FUNCTIONS["randn"].implementations.add_implementation(
-        "numba",
-        code=deindent(RANDN_CODE),
-        name="_randn",
-        namespace={k: v for k, v in buffers.items() if k.startswith("_randn_")},
-    )
+    for name, code in (("rand", RAND_CODE), ("randn", RANDN_CODE)):
+        namespace = {k: v for k, v in buffers.items() if k.startswith(f"_{name}_")}
+        namespace["_numpy_generator"] = numpy_generator()
+        DEFAULT_FUNCTIONS[name].implementations.add_implementation(
+            "numba", code=deindent(code), name=f"_{name}", namespace=namespace
+        )
     DEFAULT_FUNCTIONS["poisson"].implementations.add_implementation(
         "numba",
         code=deindent(POISSON_CODE),
