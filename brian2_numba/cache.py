@@ -20,9 +20,11 @@ What the user has stored is never trusted blindly:
   warning, in a private temporary directory.
 """
 
+import atexit
 import hashlib
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -112,6 +114,7 @@ def cache_directory():
         )
     if _fallback_dir is None:
         _fallback_dir = tempfile.mkdtemp(prefix="brian2_numba_uncached_")
+        atexit.register(shutil.rmtree, _fallback_dir, ignore_errors=True)
     return _fallback_dir, False
 
 

@@ -9,6 +9,10 @@ know the target. It also
   has C++ and Cython ones), as Brian2CUDA does for its target;
 * marks the tests that cannot pass on this target by design as strict
   ``xfail`` (``EXPECTED_FAILURES``, each with its reason);
+* checks ``test_random_values_fixed_seed_numbers`` (whose reference values
+  are keyed by target name) against Cython's values: numba fills the same
+  kind of buffers from numpy's generator, so it must draw the very same
+  numbers;
 * lets subprocesses started by tests (which run scripts that only import
   brian2) register the target too, through a ``sitecustomize`` on
   ``PYTHONPATH`` that imports brian2_numba right after brian2. A user's
@@ -64,6 +68,10 @@ EXPECTED_FAILURES = {
 }
 
 
+#: (test module, dict of reference random values keyed by configuration)
+RANDOM_REFERENCE_VALUES = ("test_neurongroup.py", "_random_values")
+
+
 def pytest_collection_modifyitems(config, items):
     import pytest
 
@@ -71,6 +79,12 @@ def pytest_collection_modifyitems(config, items):
         for test_id, reason in EXPECTED_FAILURES.items():
             if item.nodeid.endswith(test_id):
                 item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+        module_file, dict_name = RANDOM_REFERENCE_VALUES
+        if item.nodeid.split("::")[0].endswith(module_file):
+            reference = getattr(item.module, dict_name, {})
+            cython = reference.get(("RuntimeDevice", "cython", None))
+            if cython is not None:
+                reference.setdefault(("RuntimeDevice", "numba", None), cython)
 
 
 def _patch_fake_randn(conftest):

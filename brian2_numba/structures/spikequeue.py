@@ -10,7 +10,10 @@ write directly:
   how many;
 * ``syn_ptr``/``syn_idx``: the synapses of each source neuron (CSR, in
   synapse order, so spikes are queued in exactly the order of Brian's C++
-  queue), ``delays``: delays in time steps (one value if homogeneous).
+  queue), ``delays``: their delays in time steps, in the same CSR order
+  (read sequentially while queueing), or one value if homogeneous;
+* ``saved_counts``: scratch space, so that a step that overflows a slot can
+  be undone (then the queue grows and the step is queued again).
 
 The arrays keep their identity (they are resized in place), so the kernels
 get them as ordinary arguments, bound once per code object.
@@ -47,6 +50,7 @@ class NumbaSpikeQueue:
         self.syn_ptr = np.zeros(source_end - source_start + 1, dtype=np.int32)
         self.syn_idx = np.zeros(0, dtype=np.int32)
         self.delays = np.zeros(1, dtype=np.int32)
+        self.saved_counts = np.zeros(1, dtype=np.int32)
 
     def namespace(self):
         """The queue's arrays under the names the templates use."""
@@ -58,6 +62,7 @@ class NumbaSpikeQueue:
             "_queue_syn_ptr": self.syn_ptr,
             "_queue_syn_idx": self.syn_idx,
             "_queue_delays": self.delays,
+            "_queue_saved_counts": self.saved_counts,
             "_queue_source_start": self.source_start,
             "_queue_source_end": self.source_end,
         }
@@ -69,26 +74,38 @@ class NumbaSpikeQueue:
         handle changed delays, ``dt`` (re-binning queued spikes) and synapses.
         """
         dt = pathway.source.clock.dt_
-        sources = np.asarray(pathway.synapse_sources.get_value(), dtype=np.int64)
-        real_delays = np.asarray(pathway._delays.get_value(), dtype=np.float64)
-        # rounding as in Brian's C++ queue: (int)(delay / dt + 0.5)
-        delays = (real_delays / dt + 0.5).astype(np.int32)
-        if len(delays) == 0 or np.all(delays == delays[0]):
-            delays = delays[:1] if len(delays) else np.zeros(1, np.int32)
-        _set(self.delays, delays)
+        sources = pathway.synapse_sources.get_value()
         # synapses of each source neuron, in synapse order
-        _set(self.syn_idx, np.argsort(sources, kind="stable").astype(np.int32))
+        if np.all(sources[1:] >= sources[:-1]):  # the usual case: no sorting
+            order = None
+            _set(self.syn_idx, np.arange(len(sources), dtype=np.int32))
+        else:
+            order = np.argsort(sources, kind="stable")
+            _set(self.syn_idx, order.astype(np.int32))
         per_source = np.bincount(sources - self.source_start, minlength=len(self.syn_ptr) - 1)
         self.syn_ptr[0] = 0
         np.cumsum(per_source[: len(self.syn_ptr) - 1], out=self.syn_ptr[1:])
+        # delays in time steps, rounded as Brian's C++ queue: (int)(delay / dt + 0.5)
+        steps = pathway._delays.get_value() / dt
+        steps += 0.5
+        delays = steps.astype(np.int32)
+        del steps
+        if len(delays) == 0 or np.all(delays == delays[0]):
+            _set(self.delays, delays[:1] if len(delays) else np.zeros(1, np.int32))
+        else:
+            _set(self.delays, delays if order is None else delays[order])
         # the queued spikes
         offset, slots = pathway.queue._full_state()
         n_slots = max(len(slots), 1)
+        if self.delays.max(initial=0) >= n_slots:  # Brian's queue prevents this
+            raise ValueError(f"Delays of {self.delays.max()} steps do not fit a "
+                             f"queue of {n_slots} time steps.")
         capacity = max(MIN_CAPACITY, 2 * max((len(s) for s in slots), default=0))
         self.queue.resize((n_slots, capacity), refcheck=False)
         self.queue[:] = 0
         self.counts.resize(n_slots, refcheck=False)
         self.counts[:] = 0
+        self.saved_counts.resize(n_slots, refcheck=False)
         for slot, spikes in enumerate(slots):
             self.queue[slot, : len(spikes)] = spikes
             self.counts[slot] = len(spikes)
