@@ -42,6 +42,35 @@ def test_numpy_seed_drives_the_kernels():
     assert not np.array_equal(a, c)
 
 
+def test_kernels_draw_numpys_stream():
+    """Buffers hold exactly what numpy.random.rand/randn(20000) return."""
+    for func in ("rand", "randn"):
+        seed(11)
+        drawn = _draw(25000, func)  # a full buffer and part of the next
+        reference = np.random.RandomState(11)
+        expected = getattr(reference, func)(20000)
+        np.testing.assert_array_equal(drawn[:20000], expected)
+        np.testing.assert_array_equal(drawn[20000:], getattr(reference, func)(20000)[:5000])
+    # numpy's own state advanced by exactly the two buffers filled
+    seed(11)
+    _draw(25000, "rand")
+    reference = np.random.RandomState(11)
+    reference.rand(40000)
+    assert np.random.rand() == reference.rand()
+
+
+def test_replaced_numpy_generator_is_followed():
+    """After numpy.random.set_bit_generator, kernels draw from the new one."""
+    original = np.random.get_bit_generator()
+    try:
+        _draw(10)  # the kernels have seen the original generator
+        np.random.set_bit_generator(np.random.MT19937(0))
+        seed(2024)  # seeds the new generator (in place) and empties the buffers
+        np.testing.assert_array_equal(_draw(100), np.random.RandomState(2024).rand(100))
+    finally:
+        np.random.set_bit_generator(original)
+
+
 def test_noisy_model_reproducible():
     def simulate():
         seed(3)

@@ -1,6 +1,7 @@
 """The numba-side spike queue and monitor recordings (brian2_numba.structures)."""
 
 import numpy as np
+import pytest
 from brian2 import (
     NeuronGroup,
     Network,
@@ -92,7 +93,8 @@ def test_queue_same_as_numpy_with_dt_change_and_new_synapses():
     np.testing.assert_equal(results["numba"], results["numpy"])
 
 
-def test_queue_grows(monkeypatch):
+@pytest.mark.parametrize("delay", ["(j % 3) * ms", "2 * ms"], ids=["heterogeneous", "homogeneous"])
+def test_queue_grows(monkeypatch, delay):
     monkeypatch.setattr(queue_module, "MIN_CAPACITY", 2)
     results = {}
     for target in ["numba", "numpy"]:
@@ -102,7 +104,7 @@ def test_queue_grows(monkeypatch):
         G = NeuronGroup(300, "v : 1")
         S = Synapses(gen, G, "w : 1", on_pre="v_post += w")
         S.connect(p=1)
-        S.delay = "(j % 3) * ms"
+        S.delay = delay
         S.w = "1 + i + 3*j"
         mon = StateMonitor(G, "v", record=[0, 100, 299])
         Network(gen, G, S, mon).run(10 * ms)
