@@ -81,9 +81,11 @@ def numpy_generator():
 
     Called before each run: ``numpy.random.set_bit_generator`` may have
     replaced the generator (``seed``/``set_state`` change it in place).
+    Like Brian's kernels themselves, the refill assumes that no other thread
+    draws from numpy's global generator during a run.
     """
     global _generator_in_use
-    bit_generator = np.random.mtrand._rand._bit_generator
+    bit_generator = np.random.get_bit_generator()
     if bit_generator is not _generator_in_use:
         interface = bit_generator.ctypes
         _numpy_generator[0] = ctypes.cast(interface.next_double, ctypes.c_void_p).value
