@@ -32,9 +32,10 @@ def _input(seed, n_sources=8, n_spikes=60, t_max=40):
     return indices, steps
 
 
-def _network(target, seed, n_sources=8, n_targets=6):
+def _network(target, seed, homogeneous=False, n_sources=8, n_targets=6):
     """Spike sources onto targets through synapses with random integer
-    weights and random delays (0 to 5 ms); returns (net, parts)."""
+    weights and random delays (0 to 5 ms, or 1.7 ms for all if
+    ``homogeneous``); returns (net, parts)."""
     start_scope()
     prefs.codegen.target = target
     defaultclock.dt = DT * ms
@@ -46,7 +47,8 @@ def _network(target, seed, n_sources=8, n_targets=6):
     pre, post = np.nonzero(rng.random((n_sources, n_targets)) < 0.6)
     S.connect(i=pre, j=post)
     S.w = rng.integers(1, 1000, len(S))
-    S.delay = rng.integers(0, 51, len(S)) * DT * ms
+    delay_steps = rng.integers(0, 51, len(S))
+    S.delay = (17 if homogeneous else delay_steps) * DT * ms
     mon = StateMonitor(G, "v", record=True, when="end")
     net = Network(gen, G, S, mon)
     return net, (indices, steps, pre, post, S, mon)
@@ -62,8 +64,9 @@ def _brute_force(indices, steps, pre, post, weights, delay_steps, n_targets, n_s
     return np.cumsum(arrivals, axis=0)
 
 
-def test_queue_matches_brute_force_with_store_restore():
-    net, (indices, steps, pre, post, S, mon) = _network("numba", seed=3)
+@pytest.mark.parametrize("homogeneous", [False, True], ids=["heterogeneous", "homogeneous"])
+def test_queue_matches_brute_force_with_store_restore(homogeneous):
+    net, (indices, steps, pre, post, S, mon) = _network("numba", 3, homogeneous)
     weights = S.w[:].copy()
     delay_steps = np.round(S.delay[:] / ms / DT).astype(int)
     net.run(20 * ms)
@@ -78,10 +81,11 @@ def test_queue_matches_brute_force_with_store_restore():
     assert expected[-1].sum() > 0
 
 
-def test_queue_same_as_numpy_with_dt_change_and_new_synapses():
+@pytest.mark.parametrize("homogeneous", [False, True], ids=["heterogeneous", "homogeneous"])
+def test_queue_same_as_numpy_with_dt_change_and_new_synapses(homogeneous):
     results = {}
     for target in ["numba", "numpy"]:
-        net, (_, _, _, _, S, mon) = _network(target, seed=5)
+        net, (_, _, _, _, S, mon) = _network(target, 5, homogeneous)
         net.run(15 * ms)
         defaultclock.dt = DT / 2 * ms  # queued spikes are re-binned
         net.run(10 * ms)
@@ -93,8 +97,10 @@ def test_queue_same_as_numpy_with_dt_change_and_new_synapses():
     np.testing.assert_equal(results["numba"], results["numpy"])
 
 
-@pytest.mark.parametrize("delay", ["(j % 3) * ms", "2 * ms"], ids=["heterogeneous", "homogeneous"])
-def test_queue_grows(monkeypatch, delay):
+# three events at once: 3 * 100 synapses in one slot, or 3 neuron entries
+@pytest.mark.parametrize("delay, needed", [("(j % 3) * ms", 300), ("2 * ms", 3)],
+                         ids=["heterogeneous", "homogeneous"])
+def test_queue_grows(monkeypatch, delay, needed):
     monkeypatch.setattr(queue_module, "MIN_CAPACITY", 2)
     results = {}
     for target in ["numba", "numpy"]:
@@ -112,7 +118,7 @@ def test_queue_grows(monkeypatch, delay):
         if target == "numba":
             from brian2_numba.structures import spikequeue_for
 
-            assert spikequeue_for(S.pre.queue).queue.shape[1] >= 300
+            assert spikequeue_for(S.pre.queue).queue.shape[1] >= needed
     np.testing.assert_equal(results["numba"], results["numpy"])
 
 

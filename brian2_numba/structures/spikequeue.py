@@ -5,9 +5,13 @@ Cython; numba cannot call it. ``NumbaSpikeQueue`` holds the same state in
 arrays that the ``synapses_push_spikes`` and ``synapses`` kernels read and
 write directly:
 
-* ``queue[slot, k]``: synapse indices whose spikes arrive in ``slot`` (a ring
-  of ``n_slots`` time steps, ``offset[0]`` is the current one), ``counts[slot]``
-  how many;
+* ``queue[slot, k]``: what arrives in ``slot`` (a ring of ``n_slots`` time
+  steps, ``offset[0]`` is the current one), ``counts[slot]`` how many
+  entries: a source neuron (entry >= 0) stands for all its synapses, which
+  is how events are queued when all synapses have the same delay (queueing
+  costs one entry per event, not one per synapse); a single synapse ``s`` is
+  the entry ``-1 - s`` (heterogeneous delays, and spikes taken over from
+  Brian's queue);
 * ``syn_ptr``/``syn_idx``: the synapses of each source neuron (CSR, in
   synapse order, so spikes are queued in exactly the order of Brian's C++
   queue), ``delays``: their delays in time steps, in the same CSR order
@@ -106,21 +110,29 @@ class NumbaSpikeQueue:
         self.counts.resize(n_slots, refcheck=False)
         self.counts[:] = 0
         self.saved_counts.resize(n_slots, refcheck=False)
-        for slot, spikes in enumerate(slots):
-            self.queue[slot, : len(spikes)] = spikes
-            self.counts[slot] = len(spikes)
+        for slot, synapses in enumerate(slots):
+            self.queue[slot, : len(synapses)] = -1 - np.asarray(synapses, dtype=np.int64)
+            self.counts[slot] = len(synapses)
         self.offset[0] = offset % n_slots
 
     def store(self, pathway):
         """Hand the queue's content back to Brian's queue (after a run)."""
-        slots = [
-            self.queue[slot, : self.counts[slot]].tolist()
-            for slot in range(len(self.counts))
-        ]
+        slots = [self._synapses(self.queue[slot, : self.counts[slot]])
+                 for slot in range(len(self.counts))]
         pathway.queue._restore_from_full_state((int(self.offset[0]), slots))
 
+    def _synapses(self, entries):
+        """The synapse indices that queue entries stand for, in order."""
+        synapses = []
+        for entry in entries.tolist():
+            if entry < 0:
+                synapses.append(-1 - entry)
+            else:
+                synapses.extend(self.syn_idx[self.syn_ptr[entry]:self.syn_ptr[entry + 1]].tolist())
+        return synapses
+
     def grow(self, needed):
-        """Make every slot hold at least ``needed`` synapse indices."""
+        """Make every slot hold at least ``needed`` entries."""
         old = self.queue.copy()
         capacity = max(needed, 2 * old.shape[1])
         self.queue.resize((old.shape[0], capacity), refcheck=False)
