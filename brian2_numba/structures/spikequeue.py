@@ -102,8 +102,9 @@ class NumbaSpikeQueue:
         offset, slots = pathway.queue._full_state()
         n_slots = max(len(slots), 1)
         if self.delays.max(initial=0) >= n_slots:  # Brian's queue prevents this
-            raise ValueError(f"Delays of {self.delays.max()} steps do not fit a "
-                             f"queue of {n_slots} time steps.")
+            raise ValueError(f"The spike queue of '{pathway.name}' has {n_slots} time "
+                             f"steps, too few for its delays of up to "
+                             f"{self.delays.max()} steps.")
         capacity = max(MIN_CAPACITY, 2 * max((len(s) for s in slots), default=0))
         self.queue.resize((n_slots, capacity), refcheck=False)
         self.queue[:] = 0
