@@ -34,7 +34,8 @@ from .functions import HEADER_IMPORTS
 from .generator import NumbaCodeGenerator
 from .random import RAND_CALL, numpy_generator
 from .structures import records_for, spikequeue_for
-from .templating import affixed, argument_list, array_names, numba_decorator, tidy
+from .decorators import HELPER_DECORATOR, numba_decorator
+from .templating import affixed, argument_list, array_names, tidy
 
 __all__ = ["NumbaCodeObject", "KernelCompilationError"]
 
@@ -99,6 +100,7 @@ class NumbaCodeObject(CodeObject):
         ".py_",
         env_globals={
             "numba_decorator": numba_decorator,
+            "helper_decorator": HELPER_DECORATOR,
             "args": argument_list,
             "affixed": affixed,
             "array_names": array_names,

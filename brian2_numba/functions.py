@@ -5,7 +5,8 @@ every generated module, see ``HEADER_IMPORTS``) or numba-compatible Python
 source that is pasted into the generated module, like Cython's support code.
 Pasting the source (instead of importing compiled helpers) keeps every
 generated file self-contained, readable, and correctly invalidated in the
-cache when a helper changes.
+cache when a helper changes. Helpers are inlined into the kernels that call
+them (``HELPER_DECORATOR``), so pasting them costs no extra compilation.
 
 Implementations are registered under the *string* ``'numba'``, so that Brian
 finds them for `NumbaCodeObject` and for nothing else.
@@ -23,6 +24,7 @@ from brian2.input.binomial import (
 from brian2.input.timedarray import TimedArray, _find_K
 from brian2.utils.stringtools import deindent
 
+from .decorators import HELPER_DECORATOR
 from .random import RAND_CALL, RANDN_CALL, register_random_functions
 
 __all__ = ["register_functions", "HEADER_IMPORTS", "python_function_source"]
@@ -52,8 +54,8 @@ HEADER_IMPORTS = (
 SUPPORT_CODE = {
     "int": (
         "int_",
-        '''
-        @_numba.njit
+        f'''
+        {HELPER_DECORATOR}
         def int_(value):
             """Brian's int(): truncate towards zero, as a 32-bit integer."""
             return _numpy.int32(value)
@@ -61,8 +63,8 @@ SUPPORT_CODE = {
     ),
     "sign": (
         "_sign",
-        '''
-        @_numba.njit
+        f'''
+        {HELPER_DECORATOR}
         def _sign(value):
             """Brian's sign(): -1, 0 or 1 (an integer, as in Cython/C++)."""
             return (0 < value) * 1 - (value < 0) * 1
@@ -70,8 +72,8 @@ SUPPORT_CODE = {
     ),
     "clip": (
         "_clip",
-        '''
-        @_numba.njit
+        f'''
+        {HELPER_DECORATOR}
         def _clip(value, low, high):
             """Brian's clip(): value limited to [low, high]."""
             if value < low:
@@ -83,8 +85,8 @@ SUPPORT_CODE = {
     ),
     "timestep": (
         "_timestep",
-        '''
-        @_numba.njit
+        f'''
+        {HELPER_DECORATOR}
         def _timestep(t, dt):
             """Brian's timestep(): the time step of t, robust to rounding."""
             return _numpy.int64((t + 1e-3 * dt) / dt)
@@ -92,8 +94,8 @@ SUPPORT_CODE = {
     ),
     "exprel": (
         "_exprel",
-        '''
-        @_numba.njit
+        f'''
+        {HELPER_DECORATOR}
         def _exprel(x):
             """Brian's exprel(): (exp(x) - 1)/x, accurate near 0."""
             if abs(x) < 1e-16:
@@ -112,7 +114,7 @@ def _timedarray_1d(values, dt, name):
     def numba_code(owner):
         K = _find_K(owner.clock.dt_, dt)
         return f'''
-        @_numba.njit
+        {HELPER_DECORATOR}
         def {name}(t, {name}_values):
             """TimedArray '{name}': value at time t (clipped to the array)."""
             epsilon = {float(dt)!r} / {K}
@@ -132,7 +134,7 @@ def _timedarray_2d(values, dt, name):
         K = _find_K(owner.clock.dt_, dt)
         rows, cols = values.shape
         return f'''
-        @_numba.njit
+        {HELPER_DECORATOR}
         def {name}(t, i, {name}_values):
             """TimedArray '{name}': value at time t for index i (nan outside)."""
             if i < 0 or i >= {cols}:
@@ -154,7 +156,7 @@ def _binomial(n, p, use_normal, name):
     if use_normal:
         loc, scale = _pre_calc_constants_approximated(n, p)
         code = f'''
-        @_numba.njit
+        {HELPER_DECORATOR}
         def {name}(_vectorisation_idx, _numpy_generator, _randn_buffer, _randn_buffer_index):
             """Binomial(n={n}, p={p}), normal approximation."""
             return {RANDN_CALL} * {scale!r} + {loc!r}
@@ -163,7 +165,7 @@ def _binomial(n, p, use_normal, name):
     reverse, q, P, qn, bound = _pre_calc_constants(n, p)
     result = f"{int(n)} - X" if reverse else "X"
     code = f'''
-    @_numba.njit
+    {HELPER_DECORATOR}
     def {name}(_vectorisation_idx, _numpy_generator, _rand_buffer, _rand_buffer_index):
         """Binomial(n={n}, p={p}) by inversion (numpy's rk_binomial_inversion)."""
         X = 0

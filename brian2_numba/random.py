@@ -34,6 +34,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .decorators import HELPER_DECORATOR
+
 __all__ = [
     "register_random_functions",
     "random_buffers",
@@ -102,13 +104,13 @@ def _buffered_code(name, fill_code, description):
     numba keep reference counting in the fast path, which costs ~30 ns a draw.
     """
     return f'''
-@_numba.njit
+{HELPER_DECORATOR}
 def _fill_{name}_buffer(_buffer, _next_double, _state):
     """Fill the buffer as numpy.random.{name}(len(_buffer)) would."""
 {fill_code}
 
 
-@_numba.njit
+{HELPER_DECORATOR}
 def _{name}(_vectorisation_idx, _numpy_generator, _{name}_buffer, _{name}_buffer_index):
     """{description}, from numpy's generator via a buffer."""
     _next_double = _numpy_generator[0]
@@ -150,8 +152,8 @@ RANDN_CODE = _IMPORT + _buffered_code("randn", _FILL_NORMAL, "Standard normal ra
 
 # The same algorithms as Brian's Cython target (numpy's PTRS for lam >= 10,
 # multiplication of uniforms otherwise).
-POISSON_CODE = '''
-@_numba.njit
+POISSON_CODE = f'''
+{HELPER_DECORATOR}
 def _loggam(x):
     """log(gamma(x)), as in numpy's legacy generator."""
     a = (8.333333333333333e-02, -2.777777777777778e-03,
@@ -179,7 +181,7 @@ def _loggam(x):
     return gl
 
 
-@_numba.njit
+{HELPER_DECORATOR}
 def _poisson(lam, _vectorisation_idx, _numpy_generator, _rand_buffer, _rand_buffer_index):
     """Poisson-distributed integer with mean lam."""
     if lam == 0:

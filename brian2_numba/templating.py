@@ -5,25 +5,9 @@ The template globals build kernel parameter lists from the generator's
 also what gets hashed and cached).
 """
 
-from brian2.core.preferences import prefs
-
 from .generator import NumbaCodeGenerator
 
-__all__ = ["numba_decorator", "argument_list", "affixed", "array_names", "tidy"]
-
-
-def numba_decorator():
-    """The ``@_numba.njit(...)`` line for kernels, from the preferences."""
-    options = [
-        "cache=True",
-        "nogil=True",
-        f"error_model={prefs['codegen.runtime.numba.error_model']!r}",
-    ]
-    if prefs["codegen.runtime.numba.fastmath"]:
-        options.append("fastmath=True")
-    if prefs["codegen.runtime.numba.boundscheck"]:
-        options.append("boundscheck=True")
-    return f"@_numba.njit({', '.join(options)})"
+__all__ = ["argument_list", "affixed", "array_names", "tidy"]
 
 
 def argument_list(names, exclude=(), prepend=()):
