@@ -2,6 +2,7 @@
 
 import inspect
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -129,6 +130,21 @@ def test_second_run_reuses_compiled_kernels(numba_target):
         if os.path.dirname(path) == str(numba_target)
     }
     assert sources == ours and len(ours) >= 1
+
+
+def test_helpers_are_inlined_not_compiled_separately(numba_target):
+    """Helpers (here Brian's timestep() and rand()) cost no compilation of their own."""
+    G = NeuronGroup(4, "dv/dt = -v / (10*ms) + 0.1*rand()/ms : 1 (unless refractory)",
+                    threshold="v > 0.5", reset="v = 0", refractory=1.2345 * ms,
+                    method="euler")
+    net = Network(G)
+    net.run(1 * ms)
+    path = brian2_numba.generated_files(net)[f"{G.name}_stateupdater_codeobject"]["run"]
+    module = sys.modules[os.path.basename(path)[: -len(".gen.py")]]
+    assert len(module.main.signatures) == 1
+    for helper in (module._timestep, module._rand, module._fill_rand_buffer):
+        assert helper.targetoptions.get("inline") == "always"
+        assert helper.signatures == []
 
 
 def test_namespace_values_are_arguments_not_frozen(numba_target):
