@@ -1,27 +1,31 @@
-"""The kernel cache: generated source -> content-hashed ``.py`` file -> module.
+"""Generated source -> content-hashed ``.py`` file -> module -> cached kernels.
 
-numba can only cache (``cache=True``) functions that live in a real file whose
-module is importable by name, so each generated block is written to
-``<cache_dir>/brian2numba_<hash>.gen.py`` and imported with the module registered
-in ``sys.modules`` *before* it executes. numba keeps its compiled kernels next
-to it (``__pycache__``). Files are named by a hash of their content and are
-never rewritten with other content, which is what keeps numba's cache index
-(keyed by the source file) valid.
+numba can only cache functions whose module is importable by name, so each
+generated block is registered in ``sys.modules`` as
+``brian2numba_<hash>`` *before* it executes. The source is executed from
+memory, the very text whose hash names it; the ``.gen.py`` file is written
+for the reader (and tracebacks), never imported, so no bytecode file is read
+or written (Python would prefer a planted ``__pycache__/*.pyc``).
+:mod:`brian2_numba.kernel_cache` keeps the compiled kernels in
+``<cache_dir>/kernels``.
 
-What the user has stored is never trusted blindly:
+Nothing on disk is trusted blindly:
 
-* files are written to a temporary name and atomically renamed, so concurrent
-  processes compiling the same kernel both succeed;
+* files are written to a temporary name (0600) and atomically renamed, so
+  concurrent processes compiling the same kernel both succeed;
 * a generated file whose content does not match its name (truncated,
   corrupted) is rewritten with a warning;
-* a numba cache entry that cannot be loaded is discarded with a warning, and
-  the kernel is compiled again;
-* an unwritable cache directory means: compile without a disk cache, with a
-  warning, in a private temporary directory.
+* the cache directory is used only if :mod:`brian2_numba.trust` finds it
+  private (owned by the user, not writable by others, not a symlink);
+* a directory that is not private, cannot be written, runs out of space or
+  disappears means: compile without a disk cache, with a warning that says
+  why.
 """
 
 import atexit
+import errno
 import hashlib
+import importlib.abc
 import importlib.util
 import os
 import shutil
@@ -31,8 +35,10 @@ import threading
 
 from brian2.core.preferences import prefs
 from brian2.utils.logger import get_logger
-from numba.core.caching import FunctionCache, NullCache
 from numba.core.dispatcher import Dispatcher
+
+from .kernel_cache import KERNEL_DIR_NAME, attach
+from .trust import make_private_directory, untrusted_reason
 
 __all__ = [
     "cache_directory",
@@ -51,8 +57,9 @@ CACHE_DIR_NAME = "brian2-numba"
 #: generated files end like this (and so does nothing else: ``clear_cache``
 #: refuses to delete a directory with other files in it)
 SOURCE_SUFFIX = ".gen.py"
-#: what ``brian2.clear_cache('numba')`` may delete
-CACHE_FILE_SUFFIXES = (SOURCE_SUFFIX, ".nbi", ".nbc")
+#: what ``brian2.clear_cache('numba')`` may delete (``.pyc``: bytecode that
+#: versions before 0.2 let Python write into the cache directory)
+CACHE_FILE_SUFFIXES = (SOURCE_SUFFIX, ".nbi", ".nbc", ".pyc")
 
 _lock = threading.Lock()
 _modules = {}  # module name -> module, for this process
@@ -74,15 +81,26 @@ def default_cache_directory():
     return os.path.join(base, CACHE_DIR_NAME)
 
 
-def _is_writable(directory):
-    """Create ``directory`` (0700) if needed; True if we can write files into it."""
+def _unusable_reason(directory):
+    """Why ``directory`` cannot hold the cache (creating it if needed), or None."""
+    kernel_dir = os.path.join(directory, KERNEL_DIR_NAME)
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
+        make_private_directory(directory)
+        make_private_directory(kernel_dir)
+    except OSError as exc:
+        return f"it cannot be created ({exc.strerror or exc})"
+    reason = untrusted_reason(directory)
+    if reason:
+        return reason
+    reason = untrusted_reason(kernel_dir)
+    if reason:
+        return f"its subdirectory '{KERNEL_DIR_NAME}' is not safe: {reason}"
+    try:
+        with tempfile.NamedTemporaryFile(dir=kernel_dir, prefix=".probe-"):
             pass
-        return True
-    except OSError:
-        return False
+    except OSError as exc:
+        return f"it cannot be written ({exc.strerror or exc})"
+    return None
 
 
 def configured_cache_directory():
@@ -91,68 +109,41 @@ def configured_cache_directory():
     return os.path.abspath(os.path.expanduser(configured))
 
 
-def cache_directory():
-    """The directory to use now, and whether numba may cache kernels there.
+def _warn_uncached(directory, reason):
+    if directory in _unusable_dirs:
+        return
+    _unusable_dirs.add(directory)
+    logger.warn(
+        f"The numba cache directory '{directory}' is not used: {reason}. Kernels "
+        "are compiled without a disk cache (every new process compiles them "
+        "again). Set prefs.codegen.runtime.numba.cache_dir to a directory of "
+        "your own to fix this.",
+        name_suffix="cache_dir_unusable",
+    )
 
-    Returns ``(directory, cache_enabled)``. If the configured directory cannot
-    be written, warns once and returns a private temporary directory with
-    caching disabled.
-    """
+
+def _uncached_directory():
+    """A private temporary directory for the files of an uncached process."""
     global _fallback_dir
-    configured = configured_cache_directory()
-    if _is_writable(configured):
-        return configured, bool(prefs["codegen.runtime.numba.cache"])
-    if configured not in _unusable_dirs:
-        _unusable_dirs.add(configured)
-        logger.warn(
-            f"The numba cache directory '{configured}' cannot be written; "
-            "kernels are compiled without a disk cache (every new process "
-            "compiles them again). Set prefs.codegen.runtime.numba.cache_dir "
-            "to a writable directory to fix this.",
-            name_suffix="cache_dir_unwritable",
-            once=True,
-        )
     if _fallback_dir is None:
         _fallback_dir = tempfile.mkdtemp(prefix="brian2_numba_uncached_")
         atexit.register(shutil.rmtree, _fallback_dir, ignore_errors=True)
-    return _fallback_dir, False
+    return _fallback_dir
 
 
-class _CheckedFunctionCache(FunctionCache):
-    """numba's per-function cache, but a broken cache entry means 'recompile'.
+def cache_directory():
+    """The directory to use now, and whether numba may cache kernels there.
 
-    numba raises (``EOFError``, unpickling errors, ...) on a truncated or
-    corrupted index or data file (numba#10434); we discard the entry instead.
-    Failing to save (full disk, lost permissions) only costs a recompile in
-    the next process.
+    Returns ``(directory, cache_enabled)``. If the configured directory is
+    unusable (see :func:`_unusable_reason`), warns once and returns a private
+    temporary directory with caching disabled.
     """
-
-    def load_overload(self, sig, target_context):
-        try:
-            return super().load_overload(sig, target_context)
-        except Exception as exc:  # any unreadable entry: recompile
-            logger.warn(
-                f"Discarding an unreadable numba cache entry for "
-                f"{self._name} ({type(exc).__name__}: {exc}); the kernel "
-                "is compiled again.",
-                name_suffix="corrupt_cache_entry",
-            )
-            try:
-                self.flush()
-            except OSError:
-                pass
-            return None
-
-    def save_overload(self, sig, data):
-        try:
-            super().save_overload(sig, data)
-        except OSError as exc:
-            logger.warn(
-                f"Could not save the compiled kernel {self._name} to "
-                f"the cache ({exc}); it will be compiled again next time.",
-                name_suffix="cache_save_failed",
-                once=True,
-            )
+    configured = configured_cache_directory()
+    reason = _unusable_reason(configured)
+    if reason is None:
+        return configured, bool(prefs["codegen.runtime.numba.cache"])
+    _warn_uncached(configured, reason)
+    return _uncached_directory(), False
 
 
 def _write_atomically(path, content):
@@ -190,10 +181,67 @@ def _ensure_source_file(path, source):
     _write_atomically(path, source)
 
 
+def source_hash(source):
+    """The content hash that names a generated source (and stamps its kernels)."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:32]
+
+
 def module_name(source):
     """The content-derived module name of a generated source."""
-    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:32]
-    return MODULE_PREFIX + digest
+    return MODULE_PREFIX + source_hash(source)
+
+
+class _SourceLoader(importlib.abc.InspectLoader):
+    """Executes a generated module from the verified source text in memory.
+
+    Python's file loader would run a ``__pycache__/*.pyc`` with a matching
+    timestamp instead (whoever wrote it), and write bytecode files. This
+    loader compiles ``source`` itself, and serves it to ``inspect`` and
+    tracebacks even if the file is gone.
+    """
+
+    def __init__(self, source, path):
+        self.source = source
+        self.path = path
+
+    def get_source(self, fullname):
+        return self.source
+
+    def get_code(self, fullname):
+        return compile(self.source, self.path, "exec", dont_inherit=True)
+
+    def get_filename(self, fullname):
+        return self.path
+
+    def is_package(self, fullname):
+        return False
+
+
+def _place_source(name, source):
+    """Write the source file; returns ``(path, cache_enabled)``.
+
+    A failure to write (full disk, the directory deleted meanwhile, lost
+    permissions) is retried once after re-creating the directory, then the
+    process continues uncached, with a warning.
+    """
+    for attempt in range(2):
+        directory, cache_enabled = cache_directory()
+        path = os.path.join(directory, name + SOURCE_SUFFIX)
+        try:
+            _ensure_source_file(path, source)
+            return path, cache_enabled
+        except OSError as exc:
+            error = exc
+            if directory == _fallback_dir or exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                break
+    configured = configured_cache_directory()
+    _warn_uncached(configured, f"writing '{path}' failed ({error.strerror or error})")
+    path = os.path.join(_uncached_directory(), name + SOURCE_SUFFIX)
+    try:
+        _ensure_source_file(path, source)
+    except OSError:
+        pass  # the module runs from memory; only the reader's copy is missing
+    return path, False
 
 
 def load_module(source):
@@ -206,30 +254,29 @@ def load_module(source):
         module = _modules.get(name)
         if module is not None:
             return module
-        directory, cache_enabled = cache_directory()
-        path = os.path.join(directory, name + SOURCE_SUFFIX)
-        _ensure_source_file(path, source)
-        spec = importlib.util.spec_from_file_location(name, path)
+        path, cache_enabled = _place_source(name, source)
+        loader = _SourceLoader(source, path)
+        spec = importlib.util.spec_from_loader(name, loader, origin=path)
         module = importlib.util.module_from_spec(spec)
+        module.__file__ = path
         # numba pickles the module environment by name: it must be importable
         # (i.e. in sys.modules) while the module executes and later on.
         sys.modules[name] = module
         try:
-            spec.loader.exec_module(module)
+            loader.exec_module(module)
         except BaseException:
             del sys.modules[name]
             raise
+        kernel_dir = os.path.join(os.path.dirname(path), KERNEL_DIR_NAME)
         for value in vars(module).values():
-            # kernels (declared with cache=True); helper functions are
-            # compiled into them and need no cache entry of their own
+            # kernels; helpers are inlined into them and need no cache entry
             if (
                 isinstance(value, Dispatcher)
                 and value.__module__ == name
-                and not isinstance(value._cache, NullCache)
+                and value.targetoptions.get("inline", "never") == "never"
             ):
-                value._cache = (
-                    _CheckedFunctionCache(value.py_func) if cache_enabled else NullCache()
-                )
+                if cache_enabled:
+                    attach(value, kernel_dir, source_hash(source))
                 _dispatchers.append(value)
         _modules[name] = module
         return module

@@ -1,7 +1,9 @@
 """The two ``@_numba.njit`` lines of generated code.
 
-*Kernels* (what a code object calls) are cached on disk and take their
-options from the preferences. *Helpers* (Brian's functions, random numbers,
+*Kernels* (what a code object calls) take their options from the
+preferences; they are cached on disk by :mod:`brian2_numba.kernel_cache`,
+not by numba's ``cache=True`` (which would choose its own directory and
+trust whatever it finds there). *Helpers* (Brian's functions, random numbers,
 buffer growth) are inlined into every kernel that calls them: numba then
 types and optimises them as part of the kernel, with the kernel's options
 (error model, fastmath), instead of compiling each helper separately in
@@ -18,7 +20,6 @@ HELPER_DECORATOR = '@_numba.njit(inline="always")'
 def numba_decorator():
     """The ``@_numba.njit(...)`` line for kernels, from the preferences."""
     options = [
-        "cache=True",
         "nogil=True",
         f"error_model={prefs['codegen.runtime.numba.error_model']!r}",
     ]

@@ -31,9 +31,11 @@ def register_preferences():
             if that environment variable is set, otherwise ``brian2-numba`` in
             the user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache`` on
             Linux, ``~/Library/Caches`` on macOS, ``%LOCALAPPDATA%`` on
-            Windows). The directory is created private (mode 0700). If it
-            cannot be written, kernels are compiled without a disk cache and
-            a warning is shown.
+            Windows). The directory is created private (mode 0700, files
+            0600), and numba's compiled kernels go into its ``kernels``
+            subdirectory. If it cannot be written, or is not private (a
+            symbolic link, owned by another user, writable by others),
+            kernels are compiled without a disk cache and a warning says why.
             """,
         ),
         cache=BrianPreference(

@@ -1,41 +1,24 @@
-"""The kernel cache: hits across processes, concurrency, damage, unwritable dirs."""
+"""The kernel cache: hits across processes, concurrency, damage, faults, clear_cache.
+
+Every test that starts Python processes passes this process's environment on,
+so CI runs them with and without ``NUMBA_CACHE_DIR`` and
+``PYTHONDONTWRITEBYTECODE`` (see ``.ci/run``); tests that depend on one of
+them set it themselves.
+"""
 
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 
-import numpy as np
 import pytest
 
-from conftest import run_script, script_env
-
-# A small model with state update, threshold, reset, synapses and a monitor;
-# prints the spikes and numba's cache statistics as JSON.
-MODEL = """
-import json, sys
-import brian2_numba
-from brian2 import *
-prefs.codegen.target = 'numba'
-prefs.codegen.runtime.numba.cache_dir = sys.argv[1]
-G = NeuronGroup(5, 'dv/dt = (2 - v)/(10*ms) : 1', threshold='v > 1', reset='v = 0',
-                method='exact')
-G.v = 'i * 0.2'
-S = Synapses(G, G, 'w : 1', on_pre='v += w')
-S.connect(j='(i + 1) % 5')
-S.w = 0.1
-M = SpikeMonitor(G)
-run(20*ms)
-print(json.dumps({"i": M.i[:].tolist(), "t": (M.t / ms).tolist(),
-                  "stats": brian2_numba.cache_stats()}))
-"""
-
-
-def _run_model(cache_dir, **kwds):
-    result = run_script(MODEL, cache_dir, **kwds)
-    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+from conftest import CACHE_MODEL as MODEL
+from conftest import run_cache_model as _run_model
+from conftest import run_script, script_env, unprivileged_prefix
 
 
 def test_second_process_compiles_nothing(numba_target):
@@ -114,31 +97,15 @@ def test_unwritable_cache_dir_runs_uncached(numba_target, tmp_path):
     unwritable = blocker / "cache"
     reference, _ = _run_model(numba_target)
     result, stderr = _run_model(unwritable)
-    assert "cannot be written" in stderr
+    assert "is not used: it cannot be created" in stderr
     assert result["i"] == reference["i"] and result["t"] == reference["t"]
     assert result["stats"]["hits"] == 0
     assert not os.path.exists(unwritable)
 
 
-def _as_unprivileged_user():
-    """Command prefix that runs a process as 'nobody' (for root), or None."""
-    if not hasattr(os, "geteuid"):
-        return None
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return None
-    prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
-    # the interpreter itself may not be readable for 'nobody' (e.g. under /root)
-    works = subprocess.run(prefix + [sys.executable, "-c", "import brian2_numba"],
-                           capture_output=True, cwd="/")
-    return prefix if works.returncode == 0 else None
-
-
-@pytest.mark.skipif(_as_unprivileged_user() is None,
-                    reason="root ignores permissions and no unprivileged user can run "
-                    "this Python (test_unwritable_cache_dir_runs_uncached covers root)")
+@pytest.mark.skipif(unprivileged_prefix() is None,
+                    reason="root ignores permissions, and neither a user namespace nor "
+                    "'nobody' can run this Python here")
 def test_read_only_cache_dir_runs_uncached(numba_target):
     reference, _ = _run_model(numba_target)
     # a directory with kernels in it, readable but not writable for the user
@@ -150,14 +117,9 @@ def test_read_only_cache_dir_runs_uncached(numba_target):
             os.chmod(folder, 0o555)
             for name in files:
                 os.chmod(os.path.join(folder, name), 0o444)
-        result = subprocess.run(
-            _as_unprivileged_user() + [sys.executable, "-c", MODEL, readonly],
-            capture_output=True, text=True, timeout=600,
-            env=script_env(HOME=shared),
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert "cannot be written" in result.stderr
-        output = json.loads(result.stdout.strip().splitlines()[-1])
+        output, stderr = _run_model(readonly, prefix=unprivileged_prefix(),
+                                    env={"HOME": shared})
+        assert "is not used: it cannot be written" in stderr
         assert output["i"] == reference["i"] and output["t"] == reference["t"]
         assert output["stats"]["hits"] == 0
     finally:
@@ -166,9 +128,41 @@ def test_read_only_cache_dir_runs_uncached(numba_target):
         shutil.rmtree(shared)
 
 
-def test_cache_directory_is_private(numba_target):
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX file modes")
+def test_cache_is_private(numba_target):
+    """Directories 0700, files 0600 (numba's own default: 0755 and 0644)."""
     _run_model(numba_target)
-    assert os.stat(numba_target).st_mode & 0o777 == 0o700
+    modes = {}
+    for folder, dirs, files in os.walk(numba_target):
+        modes[folder] = stat.S_IMODE(os.stat(folder).st_mode)
+        for name in files:
+            modes[os.path.join(folder, name)] = stat.S_IMODE(
+                os.stat(os.path.join(folder, name)).st_mode)
+    assert any(path.endswith(".nbc") for path in modes)
+    assert any(path.endswith(".gen.py") for path in modes)
+    assert {path: mode for path, mode in modes.items()
+            if mode != (0o700 if os.path.isdir(path) else 0o600)} == {}
+
+
+def test_no_bytecode_is_written(numba_target):
+    """Generated modules run from their verified source, never from a .pyc."""
+    first, _ = _run_model(numba_target, unset=["PYTHONDONTWRITEBYTECODE"])
+    second, _ = _run_model(numba_target, unset=["PYTHONDONTWRITEBYTECODE"])
+    assert second["stats"]["misses"] == 0 and second["stats"]["hits"] > 0
+    found = [os.path.join(folder, name) for folder, dirs, files in os.walk(numba_target)
+             for name in dirs + files if name == "__pycache__" or name.endswith(".pyc")]
+    assert found == []
+
+
+def test_kernels_stay_in_the_cache_directory(tmp_path):
+    """With NUMBA_CACHE_DIR set, everything goes into $NUMBA_CACHE_DIR/brian2-numba."""
+    numba_dir = tmp_path / "numba"
+    numba_dir.mkdir()
+    result, _ = _run_model("-", env={"NUMBA_CACHE_DIR": str(numba_dir)})
+    assert result["cache_dir"] == str(numba_dir / "brian2-numba")
+    assert os.listdir(numba_dir) == ["brian2-numba"]
+    assert [f for f in os.listdir(numba_dir / "brian2-numba" / "kernels")
+            if f.endswith(".nbc")]
 
 
 def test_default_cache_dir_follows_environment(monkeypatch, tmp_path):
@@ -197,12 +191,147 @@ def test_script_next_to_default_cache_imports_the_package(tmp_path):
     assert result.stdout.strip().endswith("__init__.py")
 
 
-def test_clear_cache(numba_target):
-    from brian2 import NeuronGroup, clear_cache, run, ms
+CLEAR = """
+import os, sys, brian2_numba, brian2
+if sys.argv[1] != '-':
+    brian2.prefs.codegen.runtime.numba.cache_dir = sys.argv[1]
+brian2.clear_cache('numba')
+"""
 
-    G = NeuronGroup(2, "dv/dt = -v/(10*ms) : 1")
-    run(1 * ms)
-    assert os.listdir(numba_target)
-    clear_cache("numba")
-    assert not os.path.exists(numba_target)
-    np.testing.assert_equal(G.v[:], 0)
+
+@pytest.mark.parametrize("where", ["preference", "NUMBA_CACHE_DIR"])
+def test_clear_cache(tmp_path, where):
+    """clear_cache removes every file the target wrote, with Python's defaults.
+
+    Bytecode writing is on (as for users), and a leftover of versions that let
+    Python write bytecode into the cache is there too.
+    """
+    numba_dir = tmp_path / "numba"
+    numba_dir.mkdir()
+    env = {"NUMBA_CACHE_DIR": str(numba_dir)}
+    cache_dir = str(tmp_path / "cache") if where == "preference" else "-"
+    kwds = dict(env=env, unset=["PYTHONDONTWRITEBYTECODE"])
+    first, _ = _run_model(cache_dir, **kwds)
+    location = first["cache_dir"]
+    assert first["stats"]["misses"] > 0 and os.listdir(location)
+    legacy = os.path.join(location, "__pycache__")
+    os.makedirs(legacy)
+    with open(os.path.join(legacy, "brian2numba_0.gen.cpython-313.pyc"), "wb") as f:
+        f.write(b"old bytecode")
+    run_script(CLEAR, cache_dir, **kwds)
+    assert not os.path.exists(location)
+    if where == "NUMBA_CACHE_DIR":
+        assert os.listdir(numba_dir) == []
+    # nothing compiled is left anywhere: the next process compiles it all again
+    again, _ = _run_model(cache_dir, **kwds)
+    assert again["stats"]["hits"] == 0
+    assert again["stats"]["misses"] == first["stats"]["misses"]
+    assert again["i"] == first["i"] and again["t"] == first["t"]
+
+
+def test_clear_cache_keeps_a_directory_with_other_files(numba_target):
+    """Brian's rule: a cache directory with foreign files in it is not deleted."""
+    _run_model(numba_target)
+    notes = numba_target / "notes.txt"
+    notes.write_text("mine")
+    refused = run_script(CLEAR.replace("brian2.clear_cache('numba')", """
+try:
+    brian2.clear_cache('numba')
+except OSError as exc:
+    print('refused' if 'notes.txt' in str(exc) else exc)
+"""), numba_target)
+    assert refused.stdout.strip() == "refused"
+    assert notes.read_text() == "mine"
+    assert [f for f in os.listdir(numba_target) if f.endswith(".gen.py")]
+
+
+def _tmpfs_works():
+    if not (sys.platform.startswith("linux") and shutil.which("unshare")
+            and hasattr(os, "geteuid") and os.geteuid() == 0):
+        return False
+    probe = tempfile.mkdtemp()
+    try:
+        return subprocess.run(["unshare", "--mount", "mount", "-t", "tmpfs",
+                               "-o", "size=64k", "none", probe],
+                              capture_output=True).returncode == 0
+    finally:
+        os.rmdir(probe)
+
+
+FULL_DISK = """
+set -e
+mount -t tmpfs -o size=2m none "$1"
+mkdir -m 700 "$1/cache" "$1/cache/kernels"
+if [ -n "$3" ]; then cp "$3"/*.gen.py "$1/cache/"; fi
+dd if=/dev/zero of="$1/fill" bs=4k 2>/dev/null || true
+exec "$2" -c "$MODEL" "$1/cache"
+"""
+
+
+@pytest.mark.skipif(not _tmpfs_works(), reason="needs root and mount namespaces "
+                    "(Linux) for a small full file system")
+@pytest.mark.parametrize("sources_exist", [False, True])
+def test_full_disk_runs_uncached(numba_target, tmp_path, sources_exist):
+    """No space left: for the generated files (compile uncached) or only for
+    the compiled kernels (not saved); the results are right either way."""
+    reference, _ = _run_model(numba_target)
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["unshare", "--mount", "bash", "-c", FULL_DISK, "full-disk", str(mount_point),
+         sys.executable, str(numba_target) if sources_exist else ""],
+        capture_output=True, text=True, timeout=600, env=script_env(MODEL=MODEL),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    assert output["i"] == reference["i"] and output["t"] == reference["t"]
+    assert "No space left on device" in result.stderr
+    if sources_exist:
+        assert "Could not save the compiled kernel" in result.stderr
+    else:
+        assert "is not used: writing" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+VANISHING_CACHE = """
+import os, shutil, sys
+import brian2_numba.cache as cache
+import brian2_numba.kernel_cache as kernel_cache
+
+cache_dir = sys.argv[1]
+original_ensure = cache._ensure_source_file
+original_save = kernel_cache.KernelCache.save_overload
+calls = {"sources": 0, "saves": 0}
+
+def ensure_source_file(path, source):
+    calls["sources"] += 1
+    if calls["sources"] in (2, 5):  # the cache is deleted before a file is written
+        shutil.rmtree(cache_dir)
+    return original_ensure(path, source)
+
+def save_overload(self, sig, data):
+    calls["saves"] += 1
+    if calls["saves"] in (1, 3):  # ... and while a kernel compiles
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    return original_save(self, sig, data)
+
+cache._ensure_source_file = ensure_source_file
+kernel_cache.KernelCache.save_overload = save_overload
+exec(open(sys.argv[2]).read())
+"""
+
+
+def test_cache_deleted_during_compilation(numba_target, tmp_path):
+    """The cache directory disappears between and during compilations (another
+    process ran clear_cache): the run recreates it and completes."""
+    reference, _ = _run_model(tmp_path / "reference")
+    model = tmp_path / "model.py"
+    model.write_text(MODEL)
+    result = run_script(VANISHING_CACHE, numba_target, model)
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    assert output["i"] == reference["i"] and output["t"] == reference["t"]
+    assert "Traceback" not in result.stderr
+    # what was stored after the last deletion is complete and valid
+    again, stderr = _run_model(numba_target)
+    assert again["i"] == reference["i"] and again["t"] == reference["t"]
+    assert again["stats"]["hits"] > 0 and "damaged" not in stderr
