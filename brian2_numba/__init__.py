@@ -17,6 +17,10 @@ import brian2
 
 __version__ = "0.1.0"  # part of every generated file: a new version recompiles
 
+from .compat import check_brian_version, register_cache_directory  # noqa: E402
+
+check_brian_version()  # ImportError on an untested Brian2 (see compat)
+
 from .preferences import register_preferences
 
 register_preferences()
@@ -60,4 +64,4 @@ class _CacheRegistration(tuple):
         return tuple(self)[index]
 
 
-brian2._cache_dirs_and_extensions["numba"] = _CacheRegistration()
+register_cache_directory("numba", _CacheRegistration())

@@ -35,6 +35,7 @@ from .generator import NumbaCodeGenerator
 from .random import RAND_CALL, numpy_generator
 from .structures import records_for, spikequeue_for
 from .decorators import HELPER_DECORATOR, numba_decorator
+from .diagnostics import function_at_fault, implementation_names
 from .templating import affixed, argument_list, array_names, tidy
 
 __all__ = ["NumbaCodeObject", "KernelCompilationError"]
@@ -90,6 +91,11 @@ class _CompiledBlock:
 
 def _parameter_names(function):
     return tuple(inspect.signature(getattr(function, "py_func", function)).parameters)
+
+
+def _module_globals(function):
+    """The namespace of the generated module that defines ``function``."""
+    return getattr(function, "py_func", function).__globals__
 
 
 class NumbaCodeObject(CodeObject):
@@ -250,9 +256,14 @@ class NumbaCodeObject(CodeObject):
                 result = compiled.main(*compiled.args)
             return result
         except NumbaError as exc:
+            where = (f"numba could not compile the '{block}' block of code object "
+                     f"'{self.name}' (generated code: {compiled.path})")
+            culprit = function_at_fault(
+                exc, _module_globals(compiled.main), compiled.path,
+                implementation_names(self.variables, self),
+            )
             raise BrianObjectException(
-                f"numba could not compile the '{block}' block of code object "
-                f"'{self.name}' (generated code: {compiled.path}).",
+                f"{culprit}, so {where}." if culprit else f"{where}.",
                 self.owner,
             ) from KernelCompilationError(_short_numba_message(exc))
         except Exception as exc:

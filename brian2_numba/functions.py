@@ -16,14 +16,15 @@ import inspect
 import re
 
 from brian2.core.functions import DEFAULT_FUNCTIONS
-from brian2.input.binomial import (
-    BinomialFunction,
-    _pre_calc_constants,
-    _pre_calc_constants_approximated,
-)
-from brian2.input.timedarray import TimedArray, _find_K
 from brian2.utils.stringtools import deindent
 
+from .compat import (
+    binomial_constants,
+    binomial_normal_constants,
+    register_binomial_implementation,
+    register_timedarray_implementation,
+    timedarray_find_K,
+)
 from .decorators import HELPER_DECORATOR
 from .random import RAND_CALL, RANDN_CALL, register_random_functions
 
@@ -112,7 +113,7 @@ def _timedarray_1d(values, dt, name):
     """Dynamic implementation: the upsampling factor depends on the owner's dt."""
 
     def numba_code(owner):
-        K = _find_K(owner.clock.dt_, dt)
+        K = timedarray_find_K(owner.clock.dt_, dt)
         return f'''
         {HELPER_DECORATOR}
         def {name}(t, {name}_values):
@@ -131,7 +132,7 @@ def _timedarray_1d(values, dt, name):
 
 def _timedarray_2d(values, dt, name):
     def numba_code(owner):
-        K = _find_K(owner.clock.dt_, dt)
+        K = timedarray_find_K(owner.clock.dt_, dt)
         rows, cols = values.shape
         return f'''
         {HELPER_DECORATOR}
@@ -154,7 +155,7 @@ def _timedarray_2d(values, dt, name):
 def _binomial(n, p, use_normal, name):
     """Same algorithms as Brian's Cython target (inversion, or normal approx.)."""
     if use_normal:
-        loc, scale = _pre_calc_constants_approximated(n, p)
+        loc, scale = binomial_normal_constants(n, p)
         code = f'''
         {HELPER_DECORATOR}
         def {name}(_vectorisation_idx, _numpy_generator, _randn_buffer, _randn_buffer_index):
@@ -162,7 +163,7 @@ def _binomial(n, p, use_normal, name):
             return {RANDN_CALL} * {scale!r} + {loc!r}
         '''
         return code, {"_randn": DEFAULT_FUNCTIONS["randn"]}
-    reverse, q, P, qn, bound = _pre_calc_constants(n, p)
+    reverse, q, P, qn, bound = binomial_constants(n, p)
     result = f"{int(n)} - X" if reverse else "X"
     code = f'''
     {HELPER_DECORATOR}
@@ -224,6 +225,6 @@ def register_functions():
             "numba", code=deindent(code), name=numba_name
         )
     register_random_functions()
-    TimedArray.implementations["numba"] = (_timedarray_1d, _timedarray_2d)
-    BinomialFunction.implementations["numba"] = _binomial
+    register_timedarray_implementation("numba", _timedarray_1d, _timedarray_2d)
+    register_binomial_implementation("numba", _binomial)
 

@@ -25,6 +25,7 @@ from brian2.parsing.bast import brian_dtype_from_dtype
 from brian2.parsing.rendering import NodeRenderer
 from brian2.utils.stringtools import deindent, indent, word_substitute
 
+from .diagnostics import check_source_syntax
 from .functions import python_function_source
 
 __all__ = ["NumbaCodeGenerator", "NumbaNodeRenderer"]
@@ -111,6 +112,7 @@ class NumbaCodeGenerator(CodeGenerator):
                     code = word_substitute(code, {dep_name: dep_impl_name})
             code = deindent(code).strip()
             if code not in self._support_code:
+                check_source_syntax(code, varname)
                 self._support_code.append(code)
         elif callable(code):
             source = python_function_source(code, code_name)

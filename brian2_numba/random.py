@@ -28,12 +28,13 @@ import ctypes
 
 import numpy as np
 from brian2.core.functions import DEFAULT_FUNCTIONS
-from brian2.devices.device import RuntimeDevice, all_devices
+from brian2.devices.device import all_devices
 from brian2.utils.stringtools import deindent
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .compat import device_random_buffers, extend_runtime_random_state
 from .decorators import HELPER_DECORATOR
 
 __all__ = [
@@ -220,23 +221,30 @@ def _poisson(lam, _vectorisation_idx, _numpy_generator, _rand_buffer, _rand_buff
 _own_buffers = None
 
 
-def _device_has_buffers(device):
-    """Brian >= 2.11 keeps float64 buffers (with content) in the device."""
-    buffer = getattr(device, "rand_buffer", None)
-    return buffer is not None and buffer.dtype == np.float64 and buffer.size > 1
-
-
 def random_buffers():
     """The four arrays behind rand()/randn(): buffers and their int32[1] indices."""
-    device = all_devices["runtime"]
-    if _device_has_buffers(device):
-        return {
-            "_rand_buffer": device.rand_buffer,
-            "_rand_buffer_index": device.rand_buffer_index,
-            "_randn_buffer": device.randn_buffer,
-            "_randn_buffer_index": device.randn_buffer_index,
-        }
+    device_buffers = device_random_buffers(all_devices["runtime"])
+    if device_buffers is not None:
+        return {f"_{name}": array for name, array in device_buffers.items()}
     return _own_buffers
+
+
+def _reset_own_buffers():
+    """Empty buffers: the next draw refills them from numpy's generator."""
+    _own_buffers["_rand_buffer_index"][:] = 0
+    _own_buffers["_randn_buffer_index"][:] = 0
+
+
+def _own_buffers_state():
+    return {k: np.array(v) for k, v in _own_buffers.items()}
+
+
+def _restore_own_buffers(stored):
+    if stored is None:  # stored without brian2_numba: refill from numpy
+        _reset_own_buffers()
+    else:
+        for key, value in stored.items():
+            _own_buffers[key][:] = value  # in place: kernels hold the arrays
 
 
 def _extend_runtime_device():
@@ -248,38 +256,14 @@ def _extend_runtime_device():
         "_randn_buffer": np.zeros(BUFFER_SIZE, dtype=np.float64),
         "_randn_buffer_index": np.zeros(1, dtype=np.int32),
     }
-    original_seed = RuntimeDevice.seed
-    original_get = RuntimeDevice.get_random_state
-    original_set = RuntimeDevice.set_random_state
-
-    def seed(self, seed=None):
-        original_seed(self, seed)
-        _own_buffers["_rand_buffer_index"][:] = 0
-        _own_buffers["_randn_buffer_index"][:] = 0
-
-    def get_random_state(self):
-        state = original_get(self)
-        state["numba_buffers"] = {k: np.array(v) for k, v in _own_buffers.items()}
-        return state
-
-    def set_random_state(self, state):
-        original_set(self, state)
-        stored = state.get("numba_buffers")
-        if stored is None:  # stored without brian2_numba: refill from numpy
-            _own_buffers["_rand_buffer_index"][:] = 0
-            _own_buffers["_randn_buffer_index"][:] = 0
-        else:
-            for key, value in stored.items():
-                _own_buffers[key][:] = value  # in place: kernels hold the arrays
-
-    RuntimeDevice.seed = seed
-    RuntimeDevice.get_random_state = get_random_state
-    RuntimeDevice.set_random_state = set_random_state
+    extend_runtime_random_state(
+        "numba_buffers", _reset_own_buffers, _own_buffers_state, _restore_own_buffers
+    )
 
 
 def register_random_functions():
     """Register numba versions of rand, randn and poisson."""
-    if not _device_has_buffers(all_devices["runtime"]) and _own_buffers is None:
+    if device_random_buffers(all_devices["runtime"]) is None and _own_buffers is None:
         _extend_runtime_device()
     buffers = random_buffers()
     for name, code in (("rand", RAND_CODE), ("randn", RANDN_CODE)):

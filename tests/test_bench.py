@@ -174,3 +174,24 @@ def test_report_random_models_and_failures():
     found = {c["target"]: c["check"] for c in checks(records)}
     assert found == {"numpy": "random", "numba": "random", "cython": "failed"}
     assert check_failed(records)
+
+
+_WITHOUT_EXTRAS = """
+import sys
+sys.modules["tqdm"] = sys.modules["matplotlib"] = None  # as if not installed
+from brian2_numba.bench.cli import main
+assert main(["--list"]) == 0
+assert main(["--report", sys.argv[1], "-o", sys.argv[2]]) == 0
+"""
+
+
+def test_list_and_report_need_neither_tqdm_nor_matplotlib(tmp_path):
+    """A plain install's console script works; without matplotlib it says which extra."""
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(_record(t)) + "\n" for t in ("numpy", "numba")))
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT_EXTRAS, str(results), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "cuba_det" in proc.stdout
+    assert (tmp_path / "summary.txt").exists()
+    assert "pip install 'brian2-numba[bench]', or pass --no-plots" in proc.stderr

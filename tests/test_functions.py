@@ -228,3 +228,73 @@ def test_all_default_functions_have_numba_implementations():
     for name, func in DEFAULT_FUNCTIONS.items():
         if isinstance(func, Function):
             func.implementations[NumbaCodeObject]  # raises KeyError if missing
+
+
+def _error_of(name, implementation_code):
+    """The exception that running ``y = name(x)`` raises, and its cause."""
+    func = Function(lambda x: x, arg_units=[1], return_unit=1)
+    func.implementations.add_implementation("numba", code=implementation_code, name=name)
+    G = NeuronGroup(2, "x : 1\ny : 1", namespace={name: func})
+    G.run_regularly(f"y = {name}(x)")
+    with pytest.raises(BrianObjectException) as exc:
+        run(defaultclock_dt())
+    return str(exc.value), exc.value.__cause__
+
+
+def test_wrong_return_type_names_the_function():
+    message, cause = _error_of("gives_text", '''
+        @_numba.njit
+        def gives_text(x):
+            return "text"
+        ''')
+    assert ("The numba implementation of function 'gives_text' returns unicode_type "
+            "for arguments (float64), where Brian expects a float, so numba could not "
+            "compile the 'run' block") in message
+    assert isinstance(cause, KernelCompilationError)
+
+
+def _pair(x):
+    return (x, 1.0)
+
+
+def test_wrong_return_type_of_a_python_callable_names_the_function():
+    message, _ = _error_of("gives_pair", _pair)
+    assert ("The numba implementation of function 'gives_pair' returns "
+            "UniTuple(float64 x 2)") in message
+
+
+def test_typing_error_inside_the_function_names_it():
+    message, cause = _error_of("adds_text", '''
+        @_numba.njit
+        def adds_text(x):
+            return x + "a"
+        ''')
+    assert "The numba implementation of function 'adds_text' does not compile (line " in message
+    assert "numba could not compile the 'run' block" in message
+    assert "add(float64, " in str(cause)
+
+
+def test_uncompiled_implementation_names_the_function():
+    message, _ = _error_of("not_jitted", '''
+        def not_jitted(x):
+            return x
+        ''')
+    assert ("The numba implementation of function 'not_jitted' is not compiled by numba "
+            "(decorate it with @_numba.njit)") in message
+
+
+def test_syntax_error_names_the_function():
+    func = Function(lambda x: x, arg_units=[1], return_unit=1)
+    func.implementations.add_implementation("numba", code='''
+        @_numba.njit
+        def typo(x)
+            return x
+        ''', name="typo")
+    G = NeuronGroup(1, "y : 1", namespace={"typo": func})
+    G.run_regularly("y = typo(1.0)")
+    with pytest.raises(BrianObjectException) as exc:
+        run(defaultclock_dt())
+    cause = exc.value.__cause__
+    assert isinstance(cause, SyntaxError)
+    assert str(cause) == ("The numba implementation of function 'typo' is not valid "
+                          "Python: expected ':' (line 2 of its source: 'def typo(x)').")

@@ -15,8 +15,6 @@ import os
 import shutil
 import sys
 
-from tqdm import tqdm
-
 from .environment import environment
 from .models import MODELS
 from .report import check_failed, render
@@ -111,10 +109,25 @@ def _list_models():
               f"{m.duration_ms:g} ms per run (quick: {m.quick_duration_ms:g}); {kind}")
 
 
+def _plotter(wanted):
+    """``plot_all``, or None (with a message) if plots are off or matplotlib is missing.
+
+    matplotlib is only needed for the figures (extra ``brian2-numba[bench]``),
+    so a plain install still gets the results and the tables.
+    """
+    if not wanted:
+        return None
+    try:
+        from .plots import plot_all
+    except ImportError as exc:
+        print(f"No plots: matplotlib cannot be imported ({exc}). Install it with "
+              "pip install 'brian2-numba[bench]', or pass --no-plots.", file=sys.stderr)
+        return None
+    return plot_all
+
+
 def _report(records, baseline, output, plots):
     """Print the table, write summary files and plots; returns the exit status."""
-    from .plots import plot_all
-
     text = render(records, baseline)
     print(text)
     os.makedirs(output, exist_ok=True)
@@ -122,7 +135,8 @@ def _report(records, baseline, output, plots):
         f.write(text)
     with open(os.path.join(output, "summary.md"), "w", encoding="utf-8") as f:
         f.write(render(records, baseline, markdown=True))
-    written = plot_all(records, baseline, output) if plots and records else []
+    plot_all = _plotter(plots and records)
+    written = plot_all(records, baseline, output) if plot_all else []
     print(f"Results, summary and plots in {output}/: results.jsonl, summary.txt, summary.md"
           + "".join(f", {os.path.basename(p)}" for p in written))
     if check_failed(records):
@@ -146,6 +160,8 @@ def _from_file(parser, args):
 
 def _run_all(groups, args, output, skipped):
     """Run the planned jobs; returns the recorded results (partial on Ctrl-C)."""
+    from tqdm import tqdm  # a dependency, imported here so that --list needs nothing
+
     env = dict(environment(), skipped_targets=skipped)
     records = []
     total = sum(len(group) for group in groups)
