@@ -41,8 +41,9 @@ def register_preferences():
         cache=BrianPreference(
             default=True,
             docs="""
-            Whether to cache compiled kernels on disk (numba's
-            ``cache=True``). Without it, every new process compiles again.
+            Whether to cache compiled kernels on disk (in the ``kernels``
+            subdirectory of ``cache_dir``). Without it, every new process
+            compiles again.
             """,
         ),
         fastmath=BrianPreference(
