@@ -11,8 +11,10 @@ cached) code, so a value that can change between runs must never be a
 global.
 """
 
+import copy
 import itertools
 
+from brian2.codegen.translation import get_identifiers_recursively
 from brian2.core.functions import Function
 from brian2.core.variables import (
     ArrayVariable,
@@ -125,6 +127,74 @@ class NumbaCodeGenerator(CodeGenerator):
                 f"function, not {type(code).__name__}."
             )
         return namespace_keys
+
+    # -- aliases -------------------------------------------------------------
+
+    def translate(self, code, dtype):
+        """Canonicalise aliases first, then translate as Brian's generators do.
+
+        A scalar loop keeps one local per name, so two names for one array
+        element (``v`` and ``v_post``, ``x_pre`` and the ``_y_pre_..._x``
+        inside the referred subexpression ``y_pre``) would read stale values
+        and lose writes. Renaming before ``make_statements`` also lets it see
+        that a subexpression depends on a variable written under another name.
+        """
+        substitutions = self._alias_substitutions(code)
+        if substitutions:
+            code = {
+                block: word_substitute(block_code, substitutions)
+                for block, block_code in code.items()
+            }
+            self.variables = self._substituted_variables(substitutions)
+        return super().translate(code, dtype)
+
+    def _alias_substitutions(self, code):
+        """Alias name -> canonical name, for names that are the same array element.
+
+        Names are aliases when they refer to the same writable ``Variable``
+        with the same index. Only groups of which the code uses two or more
+        names are renamed, so code without aliasing is generated unchanged.
+        The canonical name is the variable's own name if it is one of them
+        (the name of a conditional-write condition, e.g. ``not_refractory``),
+        else the shortest without a leading underscore.
+        """
+        groups = {}
+        for name, var in self.variables.items():
+            if isinstance(var, ArrayVariable) and not var.read_only:
+                key = (id(var), self.variable_indices[name])
+                groups.setdefault(key, []).append(name)
+        groups = [names for names in groups.values() if len(names) > 1]
+        if not groups:
+            return {}
+        used = get_identifiers_recursively(list(code.values()), self.variables)
+        # the condition of a conditional write is read under its own name
+        used |= set(self.get_conditional_write_vars().values())
+        substitutions = {}
+        for names in groups:
+            if len(used.intersection(names)) < 2:
+                continue
+            own_name = self.variables[names[0]].name
+            canonical = min(
+                names,
+                key=lambda n: (n != own_name, n.startswith("_"), len(n), n),
+            )
+            for name in names:
+                if name != canonical:
+                    substitutions[name] = canonical
+        return substitutions
+
+    def _substituted_variables(self, substitutions):
+        """A copy of ``variables`` whose subexpressions use the canonical names."""
+        variables = dict(self.variables)
+        for name, var in self.variables.items():
+            if isinstance(var, Subexpression) and substitutions.keys() & set(
+                var.identifiers
+            ):
+                var = copy.copy(var)  # the code object keeps the original
+                var.expr = word_substitute(var.expr, substitutions)
+                var.identifiers = {substitutions.get(i, i) for i in var.identifiers}
+                variables[name] = var
+        return variables
 
     # -- expressions and statements ----------------------------------------
 
