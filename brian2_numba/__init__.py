@@ -11,8 +11,6 @@ Importing the package registers the target ``'numba'``, its preferences
 cache directory (so that ``clear_cache('numba')`` works).
 """
 
-import os
-
 import brian2
 
 __version__ = "0.1.0"  # part of every generated file: a new version recompiles
@@ -34,6 +32,7 @@ from .cache import (  # noqa: E402
 from .codeobject import NumbaCodeObject  # noqa: E402
 from .functions import register_functions  # noqa: E402
 from .inspection import generated_files  # noqa: E402
+from .trust import make_private_directory  # noqa: E402
 
 __all__ = ["NumbaCodeObject", "cache_stats", "generated_files", "default_cache_directory"]
 
@@ -54,7 +53,7 @@ class _CacheRegistration(tuple):
     def __iter__(self):
         directory = configured_cache_directory()
         try:  # Brian expects the directory to exist (e.g. to measure it)
-            os.makedirs(directory, mode=0o700, exist_ok=True)
+            make_private_directory(directory)
         except OSError:
             pass
         yield directory
