@@ -64,3 +64,8 @@ class _CacheRegistration(tuple):
 
 
 register_cache_directory("numba", _CacheRegistration())
+
+from .collector import freeze_long_lived_objects  # noqa: E402
+
+# last: everything the import created is long-lived (see collector)
+freeze_long_lived_objects()

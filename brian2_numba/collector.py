@@ -1,0 +1,56 @@
+"""Keep the process's long-lived objects out of the garbage collector's path.
+
+Brian calls ``gc.collect()`` at the start of every ``run()`` (so that objects
+never added to a network warn as they go). A full collection walks every
+object the collector tracks: about 230,000 once numba has compiled its
+first kernel, most of them numba's and LLVM's typing and target tables,
+which live as long as the process. That walk was three quarters of the cost
+of a short ``run()`` on this target (about 110 of 140 ms).
+
+So, once, when the package is imported: numba initialises its compiler
+(compiling a trivial function, which it would do at the first kernel
+anyway), and ``gc.freeze()`` moves everything alive at that moment into the
+permanent generation, which collections skip. The trade-off, also in
+docs/design.md: an object that was alive at import and later becomes cyclic
+garbage is never freed (modules, numba's tables: they do not die), and
+objects created before ``import brian2_numba`` that are never included in a
+network do not warn. Set ``BRIAN2_NUMBA_FREEZE_GC=0`` before the import to
+keep the collector as it was.
+"""
+
+import gc
+import os
+
+import numpy as np
+from numba import njit
+
+__all__ = ["freeze_long_lived_objects"]
+
+#: the environment variable that turns the freeze off ("0")
+ENVIRONMENT_VARIABLE = "BRIAN2_NUMBA_FREEZE_GC"
+
+
+def _initialise_numba():
+    """Compile one tiny function: numba builds its typing and target tables."""
+
+    @njit(cache=False)
+    def _warm_up(values):
+        total = 0.0
+        for value in values:
+            total += value
+        return total
+
+    _warm_up(np.zeros(2))
+
+
+def freeze_long_lived_objects():
+    """Initialise numba and freeze what is alive now (see the module docstring).
+
+    Returns True if it froze, False if the environment turned it off.
+    """
+    if os.environ.get(ENVIRONMENT_VARIABLE, "1").strip() == "0":
+        return False
+    _initialise_numba()
+    gc.collect()  # what is garbage now is not frozen
+    gc.freeze()
+    return True
