@@ -8,7 +8,8 @@ know the target. It also
 * gives Brian's ``fake_randn`` test helper a numba implementation (it only
   has C++ and Cython ones), as Brian2CUDA does for its target;
 * marks the tests that cannot pass on this target by design as strict
-  ``xfail`` (``EXPECTED_FAILURES``, each with its reason);
+  ``xfail`` (``EXPECTED_FAILURES``, each with its reason and the exception
+  it must fail with);
 * checks ``test_random_values_fixed_seed_numbers`` (whose reference values
   are keyed by target name) against Cython's values: numba fills the same
   kind of buffers from numpy's generator, so it must draw the very same
@@ -58,14 +59,39 @@ sys.meta_path.insert(0, _RegisterNumbaTarget())
 '''
 
 
-#: Brian tests that fail on the numba target by design: test id -> reason
+#: Brian tests that fail on the numba target by design: test id -> (reason,
+#: (exception, type of its cause, text in the cause)). Only that failure
+#: counts as expected; any other exception fails the test (strict xfail).
 EXPECTED_FAILURES = {
     "test_functions.py::test_user_defined_function": (
         "the user function has only C++ and Cython implementations; with no "
         "numba implementation the target raises a clear NotImplementedError "
-        "naming the function, by design"
+        "naming the function, by design",
+        # Brian's run() wraps it: BrianObjectException from NotImplementedError
+        ("BrianObjectException", NotImplementedError, "Cannot use function 'usersin'"),
     ),
 }
+
+
+def _expected_exception(name, cause_type, cause_text):
+    """The ``raises=`` of an expected failure.
+
+    With pytest >= 8.4, a ``RaisesExc`` that also checks the exception's
+    cause; with older versions, the exception type alone.
+    """
+    import pytest
+    from brian2.core import base
+
+    exception_type = getattr(base, name)
+    raises_exc = getattr(pytest, "RaisesExc", None)
+    if raises_exc is None:
+        return exception_type
+
+    def caused_as_expected(exception):
+        cause = exception.__cause__
+        return isinstance(cause, cause_type) and cause_text in str(cause)
+
+    return raises_exc(exception_type, check=caused_as_expected)
 
 
 #: (test module, dict of reference random values keyed by configuration)
@@ -76,9 +102,10 @@ def pytest_collection_modifyitems(config, items):
     import pytest
 
     for item in items:
-        for test_id, reason in EXPECTED_FAILURES.items():
+        for test_id, (reason, exception) in EXPECTED_FAILURES.items():
             if item.nodeid.endswith(test_id):
-                item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+                item.add_marker(pytest.mark.xfail(
+                    reason=reason, strict=True, raises=_expected_exception(*exception)))
         module_file, dict_name = RANDOM_REFERENCE_VALUES
         if item.nodeid.split("::")[0].endswith(module_file):
             reference = getattr(item.module, dict_name, {})

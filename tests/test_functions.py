@@ -6,6 +6,7 @@ from brian2 import (
     BinomialFunction,
     BrianObjectException,
     Function,
+    Network,
     NeuronGroup,
     TimedArray,
     check_units,
@@ -15,6 +16,7 @@ from brian2 import (
     seed,
 )
 from brian2.core.functions import DEFAULT_FUNCTIONS
+from scipy import stats
 
 from brian2_numba.codeobject import KernelCompilationError
 
@@ -90,6 +92,71 @@ def test_division_by_zero_error_model_python():
     assert isinstance(exc.value.__cause__, ZeroDivisionError)
 
 
+_DIVISION_MODEL = """
+a : integer
+b : integer
+x : 1
+y : 1
+int_floordiv : integer
+int_mod : integer
+float_div : 1
+float_floordiv : 1
+float_mod : 1
+"""
+_DIVISIONS = {
+    "int_floordiv": "a // b", "int_mod": "a % b",
+    "float_div": "x / y", "float_floordiv": "x // y", "float_mod": "x % y",
+}
+
+
+def _divisions(target):
+    """// and % of integers, / // % of floats, by 0 and by 3, on ``target``."""
+    prefs.codegen.target = target  # the fixture restores the preferences
+    G = NeuronGroup(10, _DIVISION_MODEL)
+    G.a = [-7, -1, 0, 1, 7] * 2
+    G.b = [0] * 5 + [3] * 5
+    G.x = G.a[:]
+    G.y = G.b[:]
+    G.run_regularly("\n".join(f"{name} = {code}" for name, code in _DIVISIONS.items()))
+    with np.errstate(divide="ignore", invalid="ignore"):  # numpy warns, numba does not
+        Network(G).run(defaultclock_dt())
+    return {name: getattr(G, name)[:].copy() for name in _DIVISIONS}
+
+
+def test_division_by_zero_error_model_numpy():
+    """The default: integer // 0 and % 0 give 0, float division inf/nan, as numpy does."""
+    assert prefs.codegen.runtime.numba.error_model == "numpy"
+    result = _divisions("numba")
+    zero, three = slice(0, 5), slice(5, 10)
+    np.testing.assert_equal(result["int_floordiv"][zero], 0)
+    np.testing.assert_equal(result["int_mod"][zero], 0)
+    by_zero = [-np.inf, -np.inf, np.nan, np.inf, np.inf]  # -7, -1, 0, 1, 7 divided by 0
+    np.testing.assert_equal(result["float_div"][zero], by_zero)
+    np.testing.assert_equal(result["float_floordiv"][zero], by_zero)
+    np.testing.assert_equal(result["float_mod"][zero], np.nan)
+    # Python's rounding towards -inf for the other divisor
+    np.testing.assert_equal(result["int_floordiv"][three], [-3, -1, 0, 0, 2])
+    np.testing.assert_equal(result["int_mod"][three], [2, 2, 0, 1, 1])
+    np.testing.assert_equal(result["float_mod"][three], [2, 2, 0, 1, 1])
+    assert result["int_floordiv"].dtype == result["int_mod"].dtype == np.int32
+    numpy_result = _divisions("numpy")
+    for name in _DIVISIONS:
+        np.testing.assert_array_equal(result[name], numpy_result[name], err_msg=name)
+
+
+@pytest.mark.parametrize("name", list(_DIVISIONS))
+def test_division_by_zero_error_model_python_for_each_operation(name):
+    """error_model 'python': each of the five divisions by zero raises."""
+    prefs.codegen.runtime.numba.error_model = "python"
+    G = NeuronGroup(2, _DIVISION_MODEL)
+    G.a = G.x = [5, 5]
+    G.b = G.y = [2, 0]
+    G.run_regularly(f"{name} = {_DIVISIONS[name]}")
+    with pytest.raises(BrianObjectException) as exc:
+        Network(G).run(defaultclock_dt())
+    assert isinstance(exc.value.__cause__, ZeroDivisionError)
+
+
 def test_timedarray_1d_and_2d():
     from brian2 import defaultclock
 
@@ -109,18 +176,78 @@ def test_timedarray_1d_and_2d():
     np.testing.assert_equal(MH.v.T, values2d[[0, 1, 2, 3, 4, 5, 5, 5]])
 
 
-def test_binomial_and_poisson_statistics():
+def _sample(target, expression, n=30000, namespace=None):
+    """n values of ``expression`` (one per neuron) on ``target``, after seed(11)."""
+    prefs.codegen.target = target  # the fixture restores the preferences
     seed(11)
-    binomial = BinomialFunction(100, 0.1, approximate=False)  # inversion
-    binomial_normal = BinomialFunction(1000, 0.3)  # normal approximation
-    G = NeuronGroup(20000, "b1 : 1\nb2 : 1\np : 1")
-    G.run_regularly("b1 = binomial()\nb2 = binomial_normal()\np = poisson(3.5)")
-    run(defaultclock_dt())
-    assert abs(G.b1[:].mean() - 10) < 0.15
-    assert abs(G.b2[:].mean() - 300) < 0.5
-    assert abs(G.p[:].mean() - 3.5) < 0.06
-    assert abs(G.p[:].var() - 3.5) < 0.15
-    assert np.all(G.b1[:] == np.round(G.b1[:]))
+    G = NeuronGroup(n, "x : 1", namespace=namespace)
+    G.run_regularly(f"x = {expression}")
+    Network(G).run(defaultclock_dt())
+    return G.x[:].copy()
+
+
+def _chi_square_pvalue(samples, distribution):
+    """Pearson's chi-square test of integer samples against a discrete distribution.
+
+    One bin per value, the tails below the 0.1 % and above the 99.9 %
+    quantiles merged: with 30000 samples every bin expects at least 5.
+    """
+    low, high = distribution.ppf(0.001), distribution.isf(0.001)
+    inner = np.arange(low + 1, high)
+    observed = [np.sum(samples <= low), *(np.sum(samples == k) for k in inner),
+                np.sum(samples >= high)]
+    expected = [distribution.cdf(low), *distribution.pmf(inner), distribution.sf(high - 1)]
+    return stats.chisquare(observed, np.array(expected) * len(samples)).pvalue
+
+
+def _assert_moments(samples, distribution):
+    """Sample mean and variance within 5 standard errors of the distribution's.
+
+    Standard errors: sd/sqrt(N) for the mean, var*sqrt((kurtosis_excess + 2)/N)
+    for the variance (large N).
+    """
+    mean, var, kurtosis = (float(m) for m in distribution.stats(moments="mvk"))
+    N = len(samples)
+    assert abs(samples.mean() - mean) < 5 * np.sqrt(var / N), (samples.mean(), mean)
+    assert abs(samples.var(ddof=1) - var) < 5 * var * np.sqrt((kurtosis + 2) / N), (
+        samples.var(ddof=1), var)
+
+
+@pytest.mark.parametrize("n, p", [(100, 0.1), (20, 0.8)])  # p > 0.5: n - X
+def test_binomial_inversion_distribution(n, p):
+    binomial = BinomialFunction(n, p, approximate=False)
+    samples = _sample("numba", "binomial()", namespace={"binomial": binomial})
+    assert np.all(samples == np.round(samples)) and 0 <= samples.min() and samples.max() <= n
+    reference = stats.binom(n, p)
+    _assert_moments(samples, reference)
+    # with a fixed seed: a p-value below 1e-4 would have that probability
+    assert _chi_square_pvalue(samples, reference) > 1e-4
+    # numpy's np.random.binomial uses the same inversion on the same stream
+    numpy_samples = _sample("numpy", "binomial()", namespace={"binomial": binomial})
+    np.testing.assert_array_equal(samples, numpy_samples)
+
+
+def test_binomial_normal_approximation_distribution():
+    n, p = 1000, 0.3
+    binomial = BinomialFunction(n, p)  # n*p > 5 and n*(1-p) > 5: normal approximation
+    samples = _sample("numba", "binomial()", namespace={"binomial": binomial})
+    _assert_moments(samples, stats.binom(n, p))
+    normal = stats.norm(n * p, np.sqrt(n * p * (1 - p)))
+    _assert_moments(samples, normal)
+    assert stats.kstest(samples, normal.cdf).pvalue > 1e-4
+    # numpy.random.normal(loc, scale) is loc + scale * randn on the same stream
+    numpy_samples = _sample("numpy", "binomial()", namespace={"binomial": binomial})
+    np.testing.assert_array_equal(samples, numpy_samples)
+
+
+@pytest.mark.parametrize("lam", [3.5, 25.0])  # multiplication of uniforms; PTRS
+def test_poisson_distribution(lam):
+    samples = _sample("numba", f"poisson({lam})")
+    assert np.all(samples == np.round(samples)) and samples.min() >= 0
+    reference = stats.poisson(lam)
+    _assert_moments(samples, reference)
+    assert _chi_square_pvalue(samples, reference) > 1e-4
+    np.testing.assert_array_equal(samples, _sample("numpy", f"poisson({lam})"))
 
 
 def test_user_function_numba_source_string():
@@ -222,12 +349,50 @@ def test_uncompilable_implementation_gives_clear_error():
     assert len(str(cause).splitlines()) <= 21
 
 
+#: each of Brian's default functions: an expression calling it on x, values of x in its domain
+_POSITIVE = [1e-3, 0.1, 0.5, 1.0, 2.5, 10.0]
+_SMALL = [-0.9, -0.5, 0.0, 1e-9, 0.3, 0.99]
+_ANY = [-2.5, -1.0, -1e-9, 0.0, 1e-9, 0.5, 1.75]
+DEFAULT_FUNCTION_CALLS = {
+    **{name: (f"{name}(x)", _ANY) for name in (
+        "cos", "sin", "tan", "cosh", "sinh", "tanh", "exp", "expm1", "exprel",
+        "ceil", "floor", "arctan", "abs", "sign", "int")},
+    **{name: (f"{name}(x)", _POSITIVE) for name in ("log", "log10", "log1p", "sqrt")},
+    "arccos": ("arccos(x)", _SMALL),
+    "arcsin": ("arcsin(x)", _SMALL),
+    "clip": ("clip(x, -1, 0.7)", _ANY),
+    "timestep": ("timestep(x*ms, 0.1*ms)", _POSITIVE),
+    "rand": ("rand() + 0*x", _ANY),
+    "randn": ("randn() + 0*x", _ANY),
+    "poisson": ("poisson(x)", _POSITIVE + [30.0]),
+}
+
+
+def _call_default_function(target, name):
+    expression, values = DEFAULT_FUNCTION_CALLS[name]
+    prefs.codegen.target = target  # the fixture restores the preferences
+    seed(21)
+    G = NeuronGroup(len(values), "x : 1\ny : 1")
+    G.x = values
+    G.run_regularly(f"y = {expression}")
+    Network(G).run(defaultclock_dt())
+    return G.y[:].copy()
+
+
 def test_all_default_functions_have_numba_implementations():
+    """Every function Brian defines runs in a numba kernel, with the numpy target's result."""
     from brian2_numba import NumbaCodeObject
 
-    for name, func in DEFAULT_FUNCTIONS.items():
-        if isinstance(func, Function):
-            func.implementations[NumbaCodeObject]  # raises KeyError if missing
+    names = {name for name, func in DEFAULT_FUNCTIONS.items() if isinstance(func, Function)}
+    assert names == set(DEFAULT_FUNCTION_CALLS)  # a new function needs a call here
+    for name in sorted(names):
+        assert NumbaCodeObject in DEFAULT_FUNCTIONS[name].implementations, name
+        numba_values = _call_default_function("numba", name)
+        numpy_values = _call_default_function("numpy", name)
+        assert np.all(np.isfinite(numba_values)), name
+        # rand, randn and poisson draw numpy's stream: equal; the others to 1e-14
+        np.testing.assert_allclose(numba_values, numpy_values, rtol=1e-14, atol=0,
+                                   err_msg=name)
 
 
 def _error_of(name, implementation_code):

@@ -1,7 +1,7 @@
 """Random numbers: numpy's global RandomState is the single source of truth."""
 
 import numpy as np
-from brian2 import NeuronGroup, Network, ms, run, seed, get_device, StateMonitor
+from brian2 import NeuronGroup, Network, StateMonitor, defaultclock, ms, prefs, seed
 
 from conftest import run_script
 
@@ -28,18 +28,83 @@ def test_seed_makes_runs_reproducible():
     assert abs(an.mean()) < 0.1 and abs(an.std() - 1) < 0.1
 
 
-def test_numpy_seed_drives_the_kernels():
-    """np.random.seed (not numba's internal generator) decides the numbers."""
-    seed(7)
-    a = _draw(30000)  # more than one buffer refill
-    seed(7)
-    np.random.seed(7)  # same state again: same numbers
-    b = _draw(30000)
-    np.testing.assert_equal(a, b)
+NUMPY_SEED_ALONE = """
+import sys
+import numpy as np
+import brian2_numba
+from brian2 import NeuronGroup, Network, ms, prefs
+prefs.codegen.runtime.numba.cache_dir = sys.argv[1]
+
+def draw(n, func, target='numba'):
+    prefs.codegen.target = target
+    G = NeuronGroup(n, 'x : 1')
+    G.run_regularly('x = %s()' % func)
+    Network(G).run(0.1*ms)
+    return G.x[:].copy()
+
+# a fresh process: the buffers are empty, Brian's seed() is never called
+results = {}
+for func in ('rand', 'randn'):
+    np.random.seed(7)
+    results[func + '_numba'] = draw(40000, func)  # two whole buffers: empty again
+    np.random.seed(7)
+    results[func + '_numba_again'] = draw(40000, func)
+    np.random.seed(7)
+    results[func + '_numpy'] = draw(40000, func, 'numpy')
     np.random.seed(8)
-    get_device().seed(8)
-    c = _draw(30000)
-    assert not np.array_equal(a, c)
+    results[func + '_other_seed'] = draw(40000, func)
+# numbers left in a buffer were drawn before the reseed: np.random.seed
+# does not discard them (Brian's seed() does), as with the Cython target
+np.random.seed(7)
+results['rand_part'] = draw(10000, 'rand')
+np.random.seed(7)
+results['rand_rest'] = draw(10000, 'rand')
+np.savez(sys.argv[2], **results)
+"""
+
+
+def test_numpy_seed_alone_drives_the_kernels(numba_target, tmp_path):
+    """np.random.seed, without Brian's seed(), decides every number the kernels draw.
+
+    In a fresh process (empty buffers) the kernels draw numpy's stream from
+    the seeded state: the same numbers as the numpy target, which calls
+    numpy.random directly, and the same again after the same np.random.seed.
+    """
+    results_file = tmp_path / "results.npz"
+    run_script(NUMPY_SEED_ALONE, numba_target, results_file)
+    results = np.load(results_file)
+    for func in ("rand", "randn"):
+        drawn = results[f"{func}_numba"]
+        np.testing.assert_array_equal(drawn, getattr(np.random.RandomState(7), func)(40000))
+        np.testing.assert_array_equal(results[f"{func}_numba_again"], drawn)
+        np.testing.assert_array_equal(results[f"{func}_numpy"], drawn)
+        assert not np.any(results[f"{func}_other_seed"] == drawn)
+    reference = np.random.RandomState(7).rand(20000)
+    np.testing.assert_array_equal(results["rand_part"], reference[:10000])
+    np.testing.assert_array_equal(results["rand_rest"], reference[10000:])
+
+
+def _draw_with(target, n, func="rand"):
+    prefs.codegen.target = target  # the fixture restores the preferences
+    return _draw(n, func)
+
+
+def test_brian_seed_resets_numpy_and_the_buffers():
+    """Brian's seed() also discards what is left in the buffers."""
+    for func in ("rand", "randn"):
+        _draw_with("numba", 30000, func)  # leaves 10000 numbers in the buffer
+        seed(7)
+        a = _draw_with("numba", 30000, func)  # more than one buffer refill
+        _draw_with("numba", 5000, func)
+        seed(7)
+        b = _draw_with("numba", 30000, func)
+        seed(7)
+        reference = _draw_with("numpy", 30000, func)
+        seed(8)
+        c = _draw_with("numba", 30000, func)
+        np.testing.assert_array_equal(a, reference)
+        np.testing.assert_array_equal(b, reference)
+        assert not np.any(c == reference)
 
 
 def test_kernels_draw_numpys_stream():
@@ -71,15 +136,68 @@ def test_replaced_numpy_generator_is_followed():
         np.random.set_bit_generator(original)
 
 
-def test_noisy_model_reproducible():
-    def simulate():
-        seed(3)
-        G = NeuronGroup(20, "dv/dt = -v/(10*ms) + xi/sqrt(ms) : 1", method="euler")
-        M = StateMonitor(G, "v", record=True)
-        run(2 * ms)
-        return M.v[:].copy()
+def _noisy_model(target):
+    prefs.codegen.target = target
+    seed(3)
+    # 101 neurons x 300 steps: more than one buffer of randn, an odd number a step
+    G = NeuronGroup(101, "dv/dt = -v/(10*ms) + xi/sqrt(ms) : 1", method="euler")
+    M = StateMonitor(G, "v", record=True)
+    Network(G, M).run(30 * ms)
+    return M.v[:].copy()
 
-    np.testing.assert_equal(simulate(), simulate())
+
+def test_noisy_model_same_as_numpy():
+    """xi draws numpy's randn stream, in the numpy target's order: identical results.
+
+    The numpy target calls numpy.random.randn for each step; numba reads the
+    same stream through its buffers and does the same float operations, so
+    the trajectories are bitwise equal, not only statistically alike.
+    """
+    numba_v = _noisy_model("numba")
+    numpy_v = _noisy_model("numpy")
+    assert numba_v.std() > 0.5  # the noise is there (v would stay at 0 without it)
+    np.testing.assert_array_equal(numba_v, numpy_v)
+    np.testing.assert_array_equal(_noisy_model("numba"), numba_v)
+
+
+def test_ornstein_uhlenbeck_variance():
+    """Many independent OU processes: their spread is the analytic one.
+
+    dv = -v/tau dt + sigma*sqrt(2/tau) dW from v = 0 has variance
+    sigma^2 * (1 - exp(-2t/tau)); Euler-Maruyama with a = dt/tau gives exactly
+    sigma^2 * 2a * (1 - (1-a)^(2n)) / (1 - (1-a)^2) after n steps (under 1 % more
+    here). Independent of numpy's target: a wrong noise amplitude, noise
+    shared between neurons or steps, or no noise fails the 5-sigma bounds.
+    """
+    from scipy import stats
+
+    n_neurons, sigma, tau = 20000, 0.5, 10 * ms
+    seed(17)
+    G = NeuronGroup(n_neurons, "dv/dt = -v/tau + sigma*sqrt(2/tau)*xi : 1",
+                    method="euler", namespace={"sigma": sigma, "tau": tau})
+    M = StateMonitor(G, "v", record=True, dt=10 * ms)
+    Network(G, M).run(30 * ms + defaultclock.dt / 2)  # records at 0, 10, 20, 30 ms
+    a = float(defaultclock.dt / tau)
+    steps = np.round(np.asarray(M.t / defaultclock.dt)).astype(int)
+    np.testing.assert_equal(steps, [0, 100, 200, 300])
+    variance = sigma**2 * 2 * a * (1 - (1 - a) ** (2 * steps)) / (1 - (1 - a) ** 2)
+    continuous = sigma**2 * (1 - np.exp(-2 * steps * a))
+    np.testing.assert_allclose(variance, continuous, rtol=0.01)
+    v = M.v[:]
+    np.testing.assert_equal(v[:, 0], 0)
+    for k in (1, 2, 3):
+        sample = v[:, k]
+        # the sample variance of N normal values has standard deviation var*sqrt(2/(N-1))
+        bound = 5 * variance[k] * np.sqrt(2 / (n_neurons - 1))
+        assert abs(sample.var(ddof=1) - variance[k]) < bound
+        assert abs(sample.mean()) < 5 * np.sqrt(variance[k] / n_neurons)
+        # normal, with that variance (a p-value below 1e-4 has that probability)
+        assert stats.kstest(sample, stats.norm(scale=np.sqrt(variance[k])).cdf).pvalue > 1e-4
+    # correlation over 10 ms: (1-a)^100 * sqrt(var(10 ms) / var(20 ms)), and
+    # independent neurons: the sample correlation has sd about (1-rho^2)/sqrt(N)
+    rho = (1 - a) ** 100 * np.sqrt(variance[1] / variance[2])
+    sample_rho = np.corrcoef(v[:, 1], v[:, 2])[0, 1]
+    assert abs(sample_rho - rho) < 5 * (1 - rho**2) / np.sqrt(n_neurons)
 
 
 def test_store_restore_random_state():
