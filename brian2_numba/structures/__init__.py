@@ -8,6 +8,13 @@ the recorded values).
 """
 
 from .monitors import PendingRecords, records_for
-from .spikequeue import NumbaSpikeQueue, spikequeue_for
+from .spikequeue import NumbaSpikeQueue, match_push_code_object, pathway_of, spikequeue_for
 
-__all__ = ["NumbaSpikeQueue", "PendingRecords", "records_for", "spikequeue_for"]
+__all__ = [
+    "NumbaSpikeQueue",
+    "PendingRecords",
+    "match_push_code_object",
+    "pathway_of",
+    "records_for",
+    "spikequeue_for",
+]

@@ -15,27 +15,52 @@ write directly:
 * ``syn_ptr``/``syn_idx``: the synapses of each source neuron (CSR, in
   synapse order, so spikes are queued in exactly the order of Brian's C++
   queue), ``delays``: their delays in time steps, in the same CSR order
-  (read sequentially while queueing), or one value if homogeneous;
-* ``saved_counts``: scratch space, so that a step that overflows a slot can
-  be undone (then the queue grows and the step is queued again).
+  (read sequentially while queueing), or one value if homogeneous.
 
 The arrays keep their identity (they are resized in place), so the kernels
-get them as ordinary arguments, bound once per code object.
+get them as ordinary arguments, bound once per code object. A step that
+overflows a slot is undone (the push kernel walks its events a second
+time), then the queue grows and the step is queued again: a time step costs
+the same however long the ring is.
 
 Brian's own queue stays the reference between runs: before a run, Brian
 prepares it (delays, ``dt`` changes, new synapses) and this queue takes over
 its content; after the run, the content goes back. So ``store``/``restore``
-and switching targets between runs keep working.
+and switching targets between runs keep working (for the latter, see
+``match_push_code_object``).
+
+The delays are checked before either queue sees them (every run: they can
+change between runs): Brian's C++ queue converts them to ``int`` unchecked
+(NaN, inf and huge values are undefined behaviour, a negative delay lands
+in some other slot), and the kernels index the ring with them.
 """
 
+import os
 import weakref
 
 import numpy as np
+from brian2 import second
+from brian2.codegen.codeobject import create_runner_codeobj
 
-__all__ = ["NumbaSpikeQueue", "spikequeue_for"]
+from ..compat import pathway_delays, queue_source_range, queue_state, restore_queue_state
 
-#: smallest capacity of a queue slot
+__all__ = ["NumbaSpikeQueue", "spikequeue_for", "match_push_code_object", "pathway_of"]
+
+#: smallest capacity of a queue slot (unless the ring is very long, see RING_ENTRIES)
 MIN_CAPACITY = 64
+
+#: a new ring has at most this many entries (beyond what it must hold), so
+#: that very long delays cost about 4 bytes per slot, not 4 * MIN_CAPACITY
+RING_ENTRIES = 1 << 22
+
+#: the longest delay in time steps: Brian's C++ queue rounds delays to int
+#: (int32), and slot numbers (up to the longest delay + 1) are int32 too
+MAX_DELAY_STEPS = np.iinfo(np.int32).max - 1
+
+#: memory per time step of the longest delay, besides the ring's entries:
+#: Brian's C++ queue (an empty std::vector, 24 bytes), its content as Python
+#: lists while it is taken over or handed back (about 64), our counts (4)
+BYTES_PER_SLOT = 92
 
 
 class NumbaSpikeQueue:
@@ -54,7 +79,7 @@ class NumbaSpikeQueue:
         self.syn_ptr = np.zeros(source_end - source_start + 1, dtype=np.int32)
         self.syn_idx = np.zeros(0, dtype=np.int32)
         self.delays = np.zeros(1, dtype=np.int32)
-        self.saved_counts = np.zeros(1, dtype=np.int32)
+        self.name = None  # the pathway's, once prepared (for error messages)
 
     def namespace(self):
         """The queue's arrays under the names the templates use."""
@@ -66,18 +91,21 @@ class NumbaSpikeQueue:
             "_queue_syn_ptr": self.syn_ptr,
             "_queue_syn_idx": self.syn_idx,
             "_queue_delays": self.delays,
-            "_queue_saved_counts": self.saved_counts,
             "_queue_source_start": self.source_start,
             "_queue_source_end": self.source_end,
         }
 
     def prepare(self, pathway):
-        """Take over the prepared state of Brian's queue for ``pathway``.
+        """Let Brian's queue prepare for a run, then take over its content.
 
-        Call after ``pathway.initialise_queue()``, which lets Brian's queue
-        handle changed delays, ``dt`` (re-binning queued spikes) and synapses.
+        Brian's queue handles changed delays, ``dt`` (re-binning queued
+        spikes) and synapses; the delays are checked first (see the module
+        docstring).
         """
+        self.name = pathway.name
         dt = pathway.source.clock.dt_
+        delays = self._delay_steps(pathway, dt)
+        pathway.initialise_queue()
         sources = pathway.synapse_sources.get_value()
         # synapses of each source neuron, in synapse order
         if np.all(sources[1:] >= sources[:-1]):  # the usual case: no sorting
@@ -89,38 +117,77 @@ class NumbaSpikeQueue:
         per_source = np.bincount(sources - self.source_start, minlength=len(self.syn_ptr) - 1)
         self.syn_ptr[0] = 0
         np.cumsum(per_source[: len(self.syn_ptr) - 1], out=self.syn_ptr[1:])
-        # delays in time steps, rounded as Brian's C++ queue: (int)(delay / dt + 0.5)
-        steps = pathway._delays.get_value() / dt
-        steps += 0.5
-        delays = steps.astype(np.int32)
-        del steps
         if len(delays) == 0 or np.all(delays == delays[0]):
             _set(self.delays, delays[:1] if len(delays) else np.zeros(1, np.int32))
         else:
             _set(self.delays, delays if order is None else delays[order])
         # the queued spikes
-        offset, slots = pathway.queue._full_state()
+        offset, slots = queue_state(pathway.queue)
         n_slots = max(len(slots), 1)
         if self.delays.max(initial=0) >= n_slots:  # Brian's queue prevents this
             raise ValueError(f"The spike queue of '{pathway.name}' has {n_slots} time "
                              f"steps, too few for its delays of up to "
                              f"{self.delays.max()} steps.")
-        capacity = max(MIN_CAPACITY, 2 * max((len(s) for s in slots), default=0))
+        longest = max(map(len, slots), default=0)
+        self._check_memory(n_slots, 2 * longest, f"the {longest} spikes queued for one time step")
+        capacity = max(2 * longest, min(MIN_CAPACITY, max(1, RING_ENTRIES // n_slots)))
         self.queue.resize((n_slots, capacity), refcheck=False)
         self.queue[:] = 0
         self.counts.resize(n_slots, refcheck=False)
         self.counts[:] = 0
-        self.saved_counts.resize(n_slots, refcheck=False)
         for slot, synapses in enumerate(slots):
-            self.queue[slot, : len(synapses)] = -1 - np.asarray(synapses, dtype=np.int64)
+            if not synapses:
+                continue
+            synapses = np.asarray(synapses, dtype=np.int64)
+            if synapses.min() < 0 or synapses.max() >= len(sources):
+                # (numpy would raise an IndexError, Cython write out of bounds)
+                raise ValueError(f"The spike queue of '{pathway.name}' holds spikes for "
+                                 f"synapses that do not exist (there are {len(sources)}).")
+            self.queue[slot, : len(synapses)] = -1 - synapses
             self.counts[slot] = len(synapses)
         self.offset[0] = offset % n_slots
 
+    def _delay_steps(self, pathway, dt):
+        """The delays in time steps, rounded as Brian's C++ queue: (int)(delay / dt + 0.5).
+
+        Raises an error for delays that are NaN, infinite, negative or too
+        long for an int32 number of steps, or would need more memory than
+        the machine has (Brian's C++ queue would abort the process).
+        """
+        delays = np.asarray(pathway_delays(pathway), dtype=np.float64)  # as C++: double
+        invalid = ~np.isfinite(delays) | (delays < 0)
+        if invalid.any():
+            raise ValueError(_delay_message(pathway, delays, invalid,
+                                            "delays have to be finite and non-negative"))
+        steps = delays / dt
+        steps += 0.5
+        too_long = steps >= MAX_DELAY_STEPS + 1
+        if too_long.any():
+            raise ValueError(_delay_message(
+                pathway, delays, too_long,
+                f"the spike queue holds delays of up to {MAX_DELAY_STEPS} time steps "
+                f"({MAX_DELAY_STEPS * dt * second} with dt = {dt * second})"))
+        steps = steps.astype(np.int32)
+        longest = int(steps.max(initial=0))
+        self._check_memory(longest + 1, 1, f"delays of up to {longest} time steps "
+                                           f"({longest * dt * second} with dt = {dt * second})")
+        return steps
+
+    def _check_memory(self, n_slots, capacity, reason):
+        """Raise a MemoryError if a ring of ``n_slots`` x ``capacity`` cannot fit."""
+        needed = n_slots * (BYTES_PER_SLOT + 4 * capacity)
+        available = _physical_memory()
+        if available is not None and needed > available:
+            raise MemoryError(f"The spike queue of '{self.name}' would need about "
+                              f"{needed / 2**30:.3g} GiB for {reason}, but this machine "
+                              f"has {available / 2**30:.3g} GiB of memory.")
+
     def store(self, pathway):
         """Hand the queue's content back to Brian's queue (after a run)."""
-        slots = [self._synapses(self.queue[slot, : self.counts[slot]])
-                 for slot in range(len(self.counts))]
-        pathway.queue._restore_from_full_state((int(self.offset[0]), slots))
+        slots = [[]] * len(self.counts)  # (Brian copies them) most slots are empty
+        for slot in np.flatnonzero(self.counts).tolist():
+            slots[slot] = self._synapses(self.queue[slot, : self.counts[slot]])
+        restore_queue_state(pathway.queue, (int(self.offset[0]), slots))
 
     def _synapses(self, entries):
         """The synapse indices that queue entries stand for, in order."""
@@ -136,9 +203,32 @@ class NumbaSpikeQueue:
         """Make every slot hold at least ``needed`` entries."""
         old = self.queue.copy()
         capacity = max(needed, 2 * old.shape[1])
+        self._check_memory(old.shape[0], capacity,
+                           f"{needed} spikes in one of its {old.shape[0]} time steps")
         self.queue.resize((old.shape[0], capacity), refcheck=False)
         self.queue[:] = 0
         self.queue[:, : old.shape[1]] = old
+
+
+def _delay_message(pathway, delays, bad, why):
+    """An error message naming the pathway and its first bad delay."""
+    first = int(np.flatnonzero(bad)[0])
+    value = delays[first] * second if np.isfinite(delays[first]) else f"{delays[first]} s"
+    if pathway.variables["delay"].scalar:  # one delay for the whole pathway
+        which = f"its delay is {value}"
+    else:
+        which = f"synapse {first} has the delay {value}"
+        if bad.sum() > 1:
+            which += f" ({bad.sum()} of {len(delays)} synapses have such delays)"
+    return f"Invalid delay for the synaptic pathway '{pathway.name}': {which}, but {why}."
+
+
+def _physical_memory():
+    """Bytes of memory of this machine, or None if unknown (e.g. on Windows)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _set(array, values):
@@ -159,6 +249,52 @@ def spikequeue_for(brian_queue):
     """
     queue = _queues.get(brian_queue)
     if queue is None:
-        source_start, source_end, _ = brian_queue._state_tuple
+        source_start, source_end = queue_source_range(brian_queue)
         queue = _queues[brian_queue] = NumbaSpikeQueue(source_start, source_end)
     return queue
+
+
+def pathway_of(synapses, brian_queue):
+    """The pathway of ``synapses`` whose queue is ``brian_queue``.
+
+    (The synapses code object belongs to the Synapses object, not to the
+    pathway, but sees the pathway's queue.)
+    """
+    for obj in synapses.contained_objects:
+        if getattr(obj, "queue", None) is brian_queue:
+            return obj
+    raise LookupError(f"'{synapses.name}' has no pathway with this spike queue.")
+
+
+def match_push_code_object(pathway):
+    """Give the pathway a push code object of its synapses code object's target.
+
+    Brian creates a pathway's push code object once, in its first run, but
+    the synapses code object anew in every run, for the target of that run.
+    Brian's own targets can be mixed like that, as both go through Brian's
+    queue, but numba's two code objects share a NumbaSpikeQueue that no
+    other target sees: after a switch of target, spikes would be pushed into
+    one queue and taken from the other. So, if the targets differ, a push
+    code object of the synapses code object's target replaces the old one in
+    ``pathway.code_objects`` for this run (Brian sets that list anew in every
+    run), and is prepared. Returns whether it did.
+    """
+    push, synapses = pathway.code_objects
+    if push.__class__ is synapses.__class__:
+        return False
+    eventspace = pathway.eventspace_name
+    replacement = create_runner_codeobj(
+        pathway,
+        "",  # no code, as Brian's SynapticPathway.create_code_objects
+        "synapses_push_spikes",
+        name=f"{pathway.name}_push_spikes",
+        check_units=False,
+        additional_variables=pathway.variables,
+        needed_variables=[eventspace],
+        template_kwds={"eventspace_variable": pathway.source.variables[eventspace]},
+        run_namespace={},
+        codeobj_class=synapses.__class__,
+    )
+    pathway.code_objects[0] = replacement  # a strong reference, until the next run
+    replacement.before_run()
+    return True
