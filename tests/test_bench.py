@@ -14,7 +14,7 @@ import pytest
 
 from brian2_numba.bench.cli import main
 from brian2_numba.bench.models import MODELS
-from brian2_numba.bench.report import check_failed, checks, summarize
+from brian2_numba.bench.report import check_failed, checks, render, summarize
 from brian2_numba.bench.runner import plan
 
 TIMINGS = ["t_import", "t_construct", "t_first_run", "t_first_result", "t_second_run",
@@ -25,12 +25,14 @@ def test_cli_end_to_end(tmp_path, capsys):
     """One real run (quick sizes, numpy and numba; cython and cpp_standalone
     requested, but CC/CXX point nowhere, so they are skipped), then its checks.
 
-    A single test, so that pytest-xdist does not run the benchmark twice.
+    A single test, so that pytest-xdist does not run the benchmark twice. The
+    models: ``cuba_det`` (one run() per phase) and ``short_runs`` (many run()
+    calls; ``tiny`` is left out: it is the same network, four more processes).
     """
     out = tmp_path / "bench"
     env = dict(os.environ, CC="no-such-cc-compiler", CXX="no-such-cxx-compiler")
     proc = subprocess.run(
-        [sys.executable, "-m", "brian2_numba.bench", "--quick", "-m", "tiny,cuba_det",
+        [sys.executable, "-m", "brian2_numba.bench", "--quick", "-m", "short_runs,cuba_det",
          "-t", "numpy,numba,cython,cpp_standalone", "-o", str(out)],
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -52,15 +54,25 @@ def test_cli_end_to_end(tmp_path, capsys):
 
 def _check_results_file(records):
     runs = {(r["model"], r["target"], r["cache"]) for r in records}
-    assert runs == {(m, t, c) for m in ("tiny", "cuba_det") for t in ("numpy", "numba")
+    assert runs == {(m, t, c) for m in ("short_runs", "cuba_det") for t in ("numpy", "numba")
                     for c in ("cold", "warm")}
     assert len(records) == 8
     for r in records:
+        model = MODELS[r["model"]]
         assert r["status"] == "ok"
-        assert r["n"] == MODELS[r["model"]].quick_size
-        assert r["steps"] == round(MODELS[r["model"]].quick_duration_ms * 10)  # dt 0.1 ms
+        assert r["n"] == model.quick_size
+        assert r["steps"] == round(model.quick_duration_ms * 10)  # dt 0.1 ms, per call
+        assert r["runs"] == model.quick_runs == (5 if r["model"] == "short_runs" else 1)
         for field in TIMINGS:
             assert r[field] > 0, field
+        # per run() call, whatever the number of calls
+        assert r["t_run_overhead"] == pytest.approx((r["t_second_run"] - r["t_loop"])
+                                                    / r["runs"])
+        assert r["t_per_step"] == pytest.approx(r["t_loop"] / (r["steps"] * r["runs"]))
+        if r["runs"] > 1:
+            assert r["t_per_run_call"] == pytest.approx(r["t_second_run"] / r["runs"])
+        else:
+            assert "t_per_run_call" not in r
         assert r["t_first_result"] == pytest.approx(
             r["t_import"] + r["t_construct"] + r["t_first_run"])
         assert r["t_process"] > r["t_first_result"]
@@ -80,12 +92,12 @@ def _check_cold_and_warm_cache(records):
 
 
 def _check_deterministic_models_agree(records):
-    for model in ("tiny", "cuba_det"):
+    for model in ("short_runs", "cuba_det"):
         hashes = {r["spike_hash"] for r in records if r["model"] == model}
         assert len(hashes) == 1, model
     found = {(c["model"], c["target"]): c["check"] for c in checks(records)}
-    assert found[("tiny", "numpy")] == found[("cuba_det", "numpy")] == "reference"
-    assert found[("tiny", "numba")] == found[("cuba_det", "numba")] == "same as numpy"
+    assert found[("short_runs", "numpy")] == found[("cuba_det", "numpy")] == "reference"
+    assert found[("short_runs", "numba")] == found[("cuba_det", "numba")] == "same as numpy"
 
 
 def _check_summaries(stdout, out):
@@ -93,20 +105,28 @@ def _check_summaries(stdout, out):
     assert table in stdout
     lines = table.splitlines()
     assert "Time to the first result (s), cold / warm cache:" in table
-    overview = next(line.split() for line in lines if line.startswith("tiny "))
-    assert overview[:2] == ["tiny", "10"] and overview[3] == overview[6] == "/"
+    overview = next(line.split() for line in lines if line.startswith("short_runs "))
+    assert overview[:2] == ["short_runs", "10"] and overview[3] == overview[6] == "/"
+    # the time per run() call: only the model with many calls, numba ÷ numpy
+    start = lines.index("Time per run() call (ms), many short runs, warm (÷numpy):")
+    calls = lines[start + 2:lines.index("", start + 2)]
+    assert calls[0].split() == ["model", "size", "numpy", "numba"]
+    (row,) = [line.split() for line in calls[1:]]
+    assert row[:2] == ["short_runs", "10"] and len(row) == 5
+    assert float(row[4].strip("()")) == pytest.approx(float(row[3]) / float(row[2]), rel=0.1)
+    assert "Models with many run() calls (short_runs: 5 calls per phase)" in table
     header = next(line for line in lines if line.startswith("model ") and " cache " in line)
-    for title in ("import s", "build s", "1st run s", "2nd run s", "µs/step", "peak MB",
-                  "result÷numpy", "step÷numpy"):
+    for title in ("import s", "build s", "1st run s", "2nd run s", "µs/step", "ms/run()",
+                  "peak MB", "result÷numpy", "step÷numpy"):
         assert title in header
     rows = [line.split() for line in lines
             if len(line.split()) > 4 and line.split()[2] in ("cold", "warm")]
     assert sorted((r[0], r[2], r[3]) for r in rows) == sorted(
-        (m, c, t) for m in ("tiny", "cuba_det") for c in ("cold", "warm")
+        (m, c, t) for m in ("short_runs", "cuba_det") for c in ("cold", "warm")
         for t in ("numpy", "numba"))
     assert "Skipped target cpp_standalone" in table
     markdown = (out / "summary.md").read_text()
-    assert markdown.count("| tiny | 10 | warm | numba |") == 1
+    assert markdown.count("| short_runs | 10 | warm | numba |") == 1
     assert (out / "cold_vs_warm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -143,6 +163,32 @@ def test_dry_run_shows_sizes_and_protocol(capsys):
     ]
 
 
+def test_short_runs_model_and_its_plan(capsys):
+    """The many-short-runs model: 50 x run(1 ms), 5 with --quick; in --list and --dry-run."""
+    model = MODELS["short_runs"]
+    assert (model.runs, model.duration_ms, model.quick_runs, model.quick_duration_ms) == (
+        50, 1, 5, 1)
+    assert model.deterministic and model.sizes == (10,)
+    assert all(m.runs == m.quick_runs == 1 for m in MODELS.values() if m is not model)
+    assert main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "50 x 1 ms runs, time per run() call (quick: 5 x 1 ms)" in listed
+    assert "1000 ms per run (quick: 100)" in listed  # tiny: as before
+    assert main(["--dry-run", "-m", "short_runs,tiny", "-t", "numba", "--cache", "warm"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "short_runs 10 numba prime repeat=0 duration=1ms runs=50",
+        "short_runs 10 numba warm repeat=0 duration=1ms runs=50",
+        "tiny 10 numba prime repeat=0 duration=1000ms",
+        "tiny 10 numba warm repeat=0 duration=1000ms"]
+    assert main(["--dry-run", "--quick", "-m", "short_runs", "-t", "numpy", "-d", "2"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "short_runs 10 numpy cold repeat=0 duration=2ms runs=5",
+        "short_runs 10 numpy warm repeat=0 duration=2ms runs=5"]
+    (group,) = plan(["short_runs"], {"short_runs": [10]}, ["numba"], ["cold"], 1,
+                    {"short_runs": 1}, 1, {"short_runs": 7})
+    assert [job.runs for job in group] == [7]
+
+
 def test_plan_without_cold_primes_every_size():
     (group,) = plan(["tiny"], {"tiny": [20, 10]}, ["cython"], ["warm"], 1, {"tiny": 5}, 1)
     assert [(job.n, job.cache) for job in group] == [
@@ -166,6 +212,36 @@ def test_report_flags_a_wrong_answer_and_computes_ratios():
     assert not check_failed(records[:2])
     ratios = {r["target"]: r["t_first_result_ratio"] for r in summarize(records, "cython")}
     assert ratios == {"numpy": 0.5, "cython": 1.0, "numba": 0.25, "cpp_standalone": 0.5}
+
+
+def test_report_time_per_run_call_is_divided_by_numpy():
+    """The 'ms per run() call' table: ratios to numpy whatever the baseline; the
+    standalone note says what its number means."""
+    def record(target, per_call):
+        return _record(target, model="short_runs", runs=50, t_per_run_call=per_call)
+
+    records = [record("numpy", 0.08), record("cython", 0.16), record("numba", 0.02),
+               record("cpp_standalone", 0.01), _record("numba", model="spatial")]  # 1 call
+    rows = {(r["model"], r["target"]): r for r in summarize(records, "cython")}
+    assert rows[("short_runs", "numba")]["t_per_run_call_ratio"] == pytest.approx(0.25)
+    assert rows[("short_runs", "cython")]["t_per_run_call_ratio"] == pytest.approx(2)
+    assert rows[("short_runs", "numba")]["t_per_step_ratio"] == pytest.approx(1)  # ÷cython
+    assert rows[("spatial", "numba")]["t_per_run_call"] is None
+    text = render(records, "cython")
+    lines = text.splitlines()
+    start = lines.index("Time per run() call (ms), many short runs, warm (÷numpy):")
+    assert lines[start + 2].split() == ["model", "size", "numpy", "cython", "numba",
+                                        "cpp_standalone"]
+    assert lines[start + 3].split() == ["short_runs", "10", "80", "160", "(2)",
+                                        "20", "(0.25)", "10", "(0.12)"]
+    assert lines[start + 4] == ""  # spatial has no such row
+    assert "Models with many run() calls (short_runs: 50 calls per phase)" in text
+    assert "cpp_standalone, many run() calls: all calls go into one build" in text
+    assert "ms/run()" in text
+    # without such a model: no table, no column, no notes
+    text = render([_record("numpy"), _record("numba")], "numpy")
+    assert "run() call (ms)" not in text and "many run() calls" not in text
+    assert "ms/run()" not in text
 
 
 def test_report_random_models_and_failures():

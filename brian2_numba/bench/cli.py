@@ -38,7 +38,8 @@ def _parser():
     p.add_argument("-s", "--sizes", action="append", metavar="[MODEL=]N[,N...]",
                    help="sizes for all selected models, or for one model (repeatable)")
     p.add_argument("-d", "--duration", type=float, metavar="MS",
-                   help="simulated time per run() in ms, for all models")
+                   help="simulated time per run() in ms, for all models (short_runs: "
+                        "of each of its run() calls)")
     p.add_argument("--quick", action="store_true",
                    help="smallest sizes and short durations (a check, not a measurement)")
     p.add_argument("-r", "--repeat", type=int, default=1, help="repetitions (default 1)")
@@ -105,8 +106,13 @@ def _list_models():
     for m in MODELS.values():
         kind = "deterministic" if m.deterministic else "random"
         sizes = ", ".join(str(n) for n in m.sizes)
+        if m.runs == 1 and m.quick_runs == 1:
+            timing = f"{m.duration_ms:g} ms per run (quick: {m.quick_duration_ms:g})"
+        else:
+            timing = (f"{m.runs} x {m.duration_ms:g} ms runs, time per run() call "
+                      f"(quick: {m.quick_runs} x {m.quick_duration_ms:g} ms)")
         print(f"{m.name:22} {m.doc}\n{'':22} {m.size_label}: {sizes} (quick: {m.quick_size}); "
-              f"{m.duration_ms:g} ms per run (quick: {m.quick_duration_ms:g}); {kind}")
+              f"{timing}; {kind}")
 
 
 def _plotter(wanted):
@@ -225,11 +231,14 @@ def _main(argv):
     sizes = _sizes(parser, args, models)
     durations = {m: args.duration or (MODELS[m].quick_duration_ms if args.quick
                                       else MODELS[m].duration_ms) for m in models}
+    runs = {m: MODELS[m].quick_runs if args.quick else MODELS[m].runs for m in models}
     if args.dry_run:
-        for group in plan(models, sizes, targets, caches, args.repeat, durations, args.seed):
+        for group in plan(models, sizes, targets, caches, args.repeat, durations, args.seed,
+                          runs):
             for job in group:
                 print(f"{job.model} {job.n} {job.target} {job.cache} "
-                      f"repeat={job.repeat} duration={job.duration_ms:g}ms")
+                      f"repeat={job.repeat} duration={job.duration_ms:g}ms"
+                      + (f" runs={job.runs}" if job.runs != 1 else ""))
         return 0
     print(f"Checking targets {', '.join(targets)} ...", file=sys.stderr)
     skipped = unavailable(targets)
@@ -245,6 +254,6 @@ def _main(argv):
                                      targets[0])
     output = args.output or "bench-results"
     os.makedirs(output, exist_ok=True)
-    groups = plan(models, sizes, targets, caches, args.repeat, durations, args.seed)
+    groups = plan(models, sizes, targets, caches, args.repeat, durations, args.seed, runs)
     records = _run_all(groups, args, output, skipped)
     return _report(records, baseline, output, not args.no_plots)

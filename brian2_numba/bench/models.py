@@ -11,6 +11,10 @@ answer shows up next to the right one).
 the very same spikes as the numpy target. The others are compared side by
 side only (the targets draw random numbers differently).
 
+A model's measured phase is ``runs`` calls of ``run(duration)`` (one for most
+models; ``short_runs`` makes many short calls, as plasticity protocols do, and
+reports the time per call).
+
 This file is also loaded by file path in the benchmark's child processes
 (see ``child.py``), so it imports nothing from ``brian2_numba``.
 """
@@ -52,6 +56,9 @@ class Model:
     doc: str = ""
     #: the measure that matters for this model, plotted against size
     focus: str = "t_per_step"
+    #: run() calls in each measured phase (each of ``duration_ms``), and with --quick
+    runs: int = 1
+    quick_runs: int = 1
 
 
 def _built(spikes, record, var="v"):
@@ -227,8 +234,11 @@ def state_update(n):
     return _built(SpikeMonitor(G, record=False), G)
 
 
-def tiny(n):
-    """Per-step overhead: n (10) LIF neurons, delayed synapses, spike and state monitors."""
+def _tiny_group(n):
+    """The tiny network: n LIF neurons, all-to-all synapses with a 1 ms delay.
+
+    Returns both, so that the caller's ``_built`` collects them.
+    """
     G = NeuronGroup(n, "dv/dt = (I - v) / tau : 1 (unless refractory)\nI : 1 (constant)",
                     threshold="v > 1", reset="v = 0", refractory=2 * ms,
                     method="exact", namespace={"tau": 10 * ms})
@@ -236,7 +246,25 @@ def tiny(n):
     S = Synapses(G, G, "w : 1", on_pre="v_post += w", delay=1 * ms)
     S.connect("i != j")
     S.w = "0.02 * (1 + (i + j) % 3)"
+    return G, S
+
+
+def tiny(n):
+    """Per-step overhead: n (10) LIF neurons, delayed synapses, spike and state monitors."""
+    G, S = _tiny_group(n)  # noqa: F841 (S: a local here, so that _built collects it)
     return _built(SpikeMonitor(G), StateMonitor(G, "v", record=True))
+
+
+def short_runs(n):
+    """Many short run() calls: the tiny network and a spike monitor, 50 x run(1 ms).
+
+    Initial ``v`` spread over [0, 1): spikes, and spikes in flight through the
+    1 ms delay, cross the boundaries between the calls from the start (even in
+    the 5 ms of ``--quick``).
+    """
+    G, S = _tiny_group(n)  # noqa: F841 (S: collected by _built)
+    G.v = "i * 1.0 / N"
+    return _built(SpikeMonitor(G), G)
 
 
 def spatial(n):
@@ -272,10 +300,10 @@ def spatial(n):
 
 
 def _model(build, sizes, quick_size, duration_ms, quick_duration_ms, deterministic,
-           size_label="neurons", focus="t_per_step"):
+           size_label="neurons", focus="t_per_step", runs=1, quick_runs=1):
     return Model(build.__name__, build, tuple(sizes), quick_size, duration_ms,
                  quick_duration_ms, deterministic, size_label,
-                 (build.__doc__ or "").strip().splitlines()[0], focus)
+                 (build.__doc__ or "").strip().splitlines()[0], focus, runs, quick_runs)
 
 
 #: all models by name, in the order of the report
@@ -289,5 +317,6 @@ MODELS = {m.name: m for m in [
     _model(synapses, [1000, 4000, 16000], 200, 10, 5, False, focus="t_construct"),
     _model(state_update, [250_000, 1_000_000], 1000, 50, 10, True),
     _model(tiny, [10], 10, 1000, 100, True),
+    _model(short_runs, [10], 10, 1, 1, True, focus="t_per_run_call", runs=50, quick_runs=5),
     _model(spatial, [100, 1000], 50, 50, 20, True, "compartments"),
 ]}

@@ -1,8 +1,9 @@
 """Two figures (PNG, Agg backend, no display needed).
 
 * ``time_vs_size.png``: steady-state time per step (warm runs) against
-  network size (build time for the synapse-creation model), one line per
-  target, one panel per model with several sizes;
+  network size (build time for the synapse-creation model, time per run()
+  call for the many-short-runs model), one line per target, one panel per
+  model with several sizes;
 * ``cold_vs_warm.png``: time to the first result (import + build + first
   run, stacked) with an empty and with a filled cache, per target, one panel
   per model (smallest size).
@@ -33,7 +34,8 @@ def _panels(count):
 
 #: what a model's size panel shows: (record field, scale, axis label)
 FOCUS = {"t_per_step": (1e6, "µs per time step (warm)"),
-         "t_construct": (1, "s to build the network (warm)")}
+         "t_construct": (1, "s to build the network (warm)"),
+         "t_per_run_call": (1e3, "ms per run() call (warm)")}
 
 
 def plot_time_vs_size(rows, path):

@@ -3,7 +3,8 @@
 Timing rows are (model, size, cache, target): medians over repetitions, with
 the range when there are several. The ``÷base`` columns divide by the
 baseline target's median in the same model, size and cache state (below 1:
-faster than the baseline).
+faster than the baseline); the time per run() call of the models that make
+many (``short_runs``) is divided by the numpy target's.
 
 Checksum rows are (model, size, target), over all runs: for deterministic
 models every run must give the numpy target's spikes and mean ("same as
@@ -26,10 +27,13 @@ TIMES = [
     ("t_first_result", "to result s", 1),
     ("t_second_run", "2nd run s", 1),
     ("t_run_overhead", "run() prep s", 1),
+    ("t_per_run_call", "ms/run()", 1e3),
     ("t_per_step", "µs/step", 1e6),
     ("peak_rss_mb", "peak MB", 1),
 ]
 RATIOS = ("t_first_result", "t_per_step")
+#: fields divided by the numpy target's (the per-run() cost every target pays)
+NUMPY_RATIOS = ("t_per_run_call",)
 #: relative tolerance for the mean of a deterministic model (bitwise equality
 #: is too strict: C compilers use -ffast-math, numba's exp is not libm's)
 MEAN_RTOL = 1e-9
@@ -67,12 +71,13 @@ def summarize(records, baseline):
                    errors=[r.get("error", "") for r in group if r.get("status") != "ok"])
         for field, *_ in TIMES:
             row[field] = _stats([r[field] for r in ok if r.get(field) is not None])
-        base = _ok(groups.get((model, n, cache, baseline), []))
-        for field in RATIOS:
-            mine = row[field]
-            theirs = _stats([r[field] for r in base if r.get(field) is not None])
-            row[field + "_ratio"] = (mine[0] / theirs[0]
-                                     if mine and theirs and theirs[0] > 0 else None)
+        for fields, reference in [(RATIOS, baseline), (NUMPY_RATIOS, "numpy")]:
+            base = _ok(groups.get((model, n, cache, reference), []))
+            for field in fields:
+                mine = row[field]
+                theirs = _stats([r[field] for r in base if r.get(field) is not None])
+                row[field + "_ratio"] = (mine[0] / theirs[0]
+                                         if mine and theirs and theirs[0] > 0 else None)
         rows.append(row)
     return rows
 
@@ -138,9 +143,9 @@ def _fmt_stats(stats, scale):
     return text
 
 
-def _timing_cells(row):
+def _timing_cells(row, times):
     cells = [row["model"], str(row["n"]), row["cache"], row["target"]]
-    cells += [_fmt_stats(row[field], scale) for field, _, scale in TIMES]
+    cells += [_fmt_stats(row[field], scale) for field, _, scale in times]
     cells += ["-" if row[f + "_ratio"] is None else _ratio(row[f + "_ratio"]) for f in RATIOS]
     return cells
 
@@ -177,16 +182,22 @@ def _overview(rows, baseline, markdown):
     start = [[m, str(n)] + [value(m, n, "cold", t, "t_first_result") + " / "
                             + value(m, n, "warm", t, "t_first_result") for t in targets]
              for m, n in pairs if any((m, n, "cold", t) in found for t in targets)]
-    step = []
-    for m, n in pairs:
-        cells = [m, str(n)]
-        for t in targets:
-            row = found.get((m, n, "warm", t))
-            ratio = row and row["t_per_step_ratio"]
-            cells.append(value(m, n, "warm", t, "t_per_step", 1e6)
-                         + (f" ({_ratio(ratio)})" if ratio and t != baseline else ""))
-        if any(c != "-" for c in cells[2:]):
-            step.append(cells)
+
+    def warm_table(field, scale, reference):
+        body = []
+        for m, n in pairs:
+            cells = [m, str(n)]
+            for t in targets:
+                row = found.get((m, n, "warm", t))
+                ratio = row and row[field + "_ratio"]
+                cells.append(value(m, n, "warm", t, field, scale)
+                             + (f" ({_ratio(ratio)})" if ratio and t != reference else ""))
+            if any(c != "-" for c in cells[2:]):
+                body.append(cells)
+        return body
+
+    step = warm_table("t_per_step", 1e6, baseline)
+    calls = warm_table("t_per_run_call", 1e3, "numpy")
     head = ["model", "size"] + targets
     out = []
     if start:
@@ -195,6 +206,10 @@ def _overview(rows, baseline, markdown):
     if step:
         out += [f"Simulation time per step (µs), warm (÷{baseline}):", "",
                 _table(head, step, markdown), ""]
+    if calls:
+        ratio = " (÷numpy)" if "numpy" in targets else ""
+        out += [f"Time per run() call (ms), many short runs, warm{ratio}:", "",
+                _table(head, calls, markdown), ""]
     return out
 
 
@@ -216,20 +231,34 @@ def render(records, baseline, markdown=False):
         out.append(f"Skipped target {target}: {reason}")
     rows = summarize(records, baseline)
     out += [""] + _overview(rows, baseline, markdown)
-    head = (["model", "size", "cache", "target"] + [title for _, title, _ in TIMES]
+    # the time per run() call only where a model makes many calls
+    times = [t for t in TIMES if t[0] not in NUMPY_RATIOS or any(r[t[0]] for r in rows)]
+    head = (["model", "size", "cache", "target"] + [title for _, title, _ in times]
             + [f"result÷{baseline}", f"step÷{baseline}"])
-    body = [_timing_cells(r) for r in rows]
+    body = [_timing_cells(r, times) for r in rows]
     if any(r["failed"] for r in rows):
         head.append("failed")
         body = [cells + [str(r["failed"] or "")] for cells, r in zip(body, rows)]
     out += ["All measurements:", "", _table(head, body, markdown), ""]
     out.append(f"Seconds, medians (range over repetitions). 'to result' = import + build + "
-               f"1st run; 'run() prep' = 2nd run minus its loop; µs/step = the simulation "
-               f"loop's own clock (device._last_run_time) / steps, 2nd run; "
+               f"1st run; 'run() prep' = 2nd run minus its loop, per run() call; µs/step = "
+               f"the simulation loop's own clock (device._last_run_time) / steps, 2nd run; "
                f"÷{baseline} = ratio to the {baseline} target (below 1: faster).")
+    many = sorted({(r["model"], r["runs"]) for r in records
+                   if r.get("status") == "ok" and r.get("runs", 1) > 1})
+    if many:
+        which = ", ".join(f"{m}: {k}" for m, k in many)
+        out.append(f"Models with many run() calls ({which} calls per phase): '1st run' and "
+                   f"'2nd run' are all the calls of a phase; ms/run() = the 2nd phase / "
+                   f"calls (÷numpy in the table above).")
     if any(row["target"] == "cpp_standalone" for row in rows):
         out.append("cpp_standalone: '1st run' = code generation + compilation + the binary's "
-                   "run (one run() only); µs/step from the binary's own clock.")
+                   "run (one build); µs/step from the binary's own clock (its last run()).")
+        if many:
+            out.append("cpp_standalone, many run() calls: all calls go into one build and one "
+                       "binary; ms/run() = (the calls in Python, which record them and "
+                       "generate their code, + the binary's whole run) / calls, compilation "
+                       "excluded.")
     head = ["model", "size", "target", "synapses", "spikes", "mean", "spike hash", "check"]
     out += ["", "Checksums after the 1st run (deterministic models must match numpy):", "",
             _table(head, [_check_cells(r) for r in checks(records)], markdown)]

@@ -38,13 +38,16 @@ class Job:
     repeat: int
     duration_ms: float
     seed: int
+    runs: int = 1             # run(duration) calls per measured phase
 
 
-def plan(models, sizes, targets, caches, repeats, durations, seed):
+def plan(models, sizes, targets, caches, repeats, durations, seed, runs=None):
     """Groups of jobs; the jobs of a group share one fresh cache directory.
 
-    ``sizes`` and ``durations`` map model names to sizes and to ms.
+    ``sizes`` and ``durations`` map model names to sizes and to ms, ``runs``
+    (optional, default 1) to the number of run() calls per measured phase.
     """
+    runs = runs or {}
     groups = []
     for model in models:
         for repeat in range(repeats):
@@ -52,7 +55,8 @@ def plan(models, sizes, targets, caches, repeats, durations, seed):
                 group, seen = [], set()
                 for index, n in enumerate(sorted(sizes[model])):
                     job = dict(model=model, n=n, target=target, repeat=repeat,
-                               duration_ms=durations[model], seed=seed)
+                               duration_ms=durations[model], seed=seed,
+                               runs=runs.get(model, 1))
                     if "cold" in caches and index == 0:
                         group.append(Job(cache="cold", **job))
                         seen.add(n)
