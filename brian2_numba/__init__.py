@@ -65,6 +65,10 @@ class _CacheRegistration(tuple):
 
 register_cache_directory("numba", _CacheRegistration())
 
+from .network import install as _install_network_run  # noqa: E402
+
+_install_network_run()  # Network.run as one compiled loop (prefs ...numba.fused)
+
 from .collector import freeze_long_lived_objects  # noqa: E402
 
 # last: everything the import created is long-lived (see collector)

@@ -42,6 +42,19 @@ __all__ = [
     "binomial_normal_constants",
     "register_binomial_implementation",
     "function_return_type",
+    "code_objects",
+    "clock_end",
+    "warns_for_unused_objects",
+    "set_network_clocks",
+    "maximum_run_time",
+    "stop_network",
+    "network_stopped",
+    "set_globally_running",
+    "set_last_run",
+    "check_for_invalid_states",
+    "clear_profiling_info",
+    "set_loop_file",
+    "loop_file",
 ]
 
 #: the (major, minor) series of Brian2 that brian2_numba is tested with
@@ -135,6 +148,11 @@ def missing_internals():
             BinomialFunction.implementations, dict),
         "RuntimeDevice.get_random_state": lambda: callable(RuntimeDevice.get_random_state),
         "RuntimeDevice.set_random_state": lambda: callable(RuntimeDevice.set_random_state),
+        "Network._globally_stopped": lambda: hasattr(_network_class(), "_globally_stopped"),
+        "Network._globally_running": lambda: hasattr(_network_class(), "_globally_running"),
+        "Group._check_for_invalid_states": lambda: callable(
+            _group_class()._check_for_invalid_states),
+        "Clock.epsilon_dt": lambda: isinstance(_clock_class().epsilon_dt, float),
     }
     for name in ("_full_state", "_restore_from_full_state", "_state_tuple"):
         checks[f"SpikeQueue.{name}"] = lambda name=name: hasattr(_cython_spike_queue(), name)
@@ -346,3 +364,94 @@ def function_return_type(func):
     ``@declare_types``), which Brian's own code reads.
     """
     return getattr(func, "_return_type", None) or "float"
+
+
+# -- the network loop (brian2_numba.network) -----------------------------------------
+
+
+def _network_class():
+    from brian2.core.network import Network
+
+    return Network
+
+
+def _group_class():
+    from brian2.groups.group import Group
+
+    return Group
+
+
+def _clock_class():
+    from brian2.core.clocks import Clock
+
+    return Clock
+
+
+def code_objects(obj):
+    """What ``BrianObject.run`` calls, in order (``obj._code_objects``)."""
+    return list(obj._code_objects)
+
+
+def clock_end(clock):
+    """The time step at which the current run ends (``Clock._i_end``)."""
+    return clock._i_end
+
+
+def warns_for_unused_objects():
+    """Whether ``Network.run`` collects garbage first (2.11's preference; 2.10 always)."""
+    from brian2.core.preferences import prefs
+
+    if "logging.warn_for_unused_objects" in prefs:
+        return bool(prefs["logging.warn_for_unused_objects"])
+    return True
+
+
+def set_network_clocks(net, clocks):
+    """``Network._clocks``, which ``Network._nextclocks`` and stop() read."""
+    net._clocks = set(clocks)
+
+
+def maximum_run_time(device):
+    """The device's ``_maximum_run_time`` (set by ``set_device(..., maximum_run_time=)``)."""
+    return getattr(device, "_maximum_run_time", None)
+
+
+def stop_network(net):
+    """What ``Network.stop()`` does (``net._stopped = True``)."""
+    net._stopped = True
+
+
+def network_stopped(net):
+    """``net._stopped`` or ``Network._globally_stopped`` (the magic ``stop()``)."""
+    return bool(net._stopped or _network_class()._globally_stopped)
+
+
+def set_globally_running(running):
+    """``Network._globally_running``, true while any network runs."""
+    _network_class()._globally_running = running
+
+
+def set_last_run(device, seconds, completed_fraction):
+    """``device._last_run_time`` and ``_last_run_completed_fraction``."""
+    device._last_run_time = seconds
+    device._last_run_completed_fraction = completed_fraction
+
+
+def check_for_invalid_states(group):
+    """``Group._check_for_invalid_states`` (Brian's warning for NaN after a run)."""
+    group._check_for_invalid_states()
+
+
+def clear_profiling_info(net):
+    """No profile for this run (``net._profiling_info = None``), as Brian does."""
+    net._profiling_info = None
+
+
+def set_loop_file(net, path):
+    """Remember the generated loop of a network, for ``generated_files``."""
+    net._brian2_numba_loop_file = path
+
+
+def loop_file(net):
+    """The generated loop file of a network's last fused run, or None."""
+    return getattr(net, "_brian2_numba_loop_file", None)

@@ -13,6 +13,7 @@ Each file starts with a comment naming its code object and template.
 from brian2.core.base import BrianObject
 from brian2.core.network import Network
 
+from . import compat
 from .codeobject import NumbaCodeObject
 
 __all__ = ["generated_files"]
@@ -40,6 +41,11 @@ def generated_files(obj):
 
     ``obj`` is a `Network`, a Brian object (its contained objects included,
     e.g. a `Synapses` object's pathways) or a code object. Code objects exist
-    once the object took part in a ``run()``.
+    once the object took part in a ``run()``. For a network whose last run
+    was fused (``prefs.codegen.runtime.numba.fused``), the network's own
+    name maps to ``{'loop': path}``, its compiled simulation loop.
     """
-    return {codeobj.name: codeobj.source_files for codeobj in _code_objects(obj)}
+    files = {codeobj.name: codeobj.source_files for codeobj in _code_objects(obj)}
+    if isinstance(obj, Network) and compat.loop_file(obj):
+        files[obj.name] = {"loop": compat.loop_file(obj)}
+    return files

@@ -65,6 +65,18 @@ def register_preferences():
             Cython does), at a small cost in speed.
             """,
         ),
+        fused=BrianPreference(
+            default=True,
+            docs="""
+            Whether ``Network.run`` runs the whole simulation loop inside one
+            generated, cached numba function that calls the kernels in
+            Brian's schedule order (returning to Python only for network
+            operations, reports, growing structures and Ctrl-C). ``False``
+            runs Brian's own Python loop, which calls one kernel at a time.
+            Networks that cannot be fused (see the INFO log) use Brian's loop
+            either way.
+            """,
+        ),
         boundscheck=BrianPreference(
             default=False,
             docs="""

@@ -1,0 +1,342 @@
+"""``Network.run`` as one compiled loop: Brian's schedule without Python in between.
+
+Brian's runtime loop calls one code object at a time from Python, about 1 µs
+each per time step. With ``prefs.codegen.runtime.numba.fused`` (the default)
+this module takes over ``Network.run`` for the runtime device (Brian's hook
+``device_override('network_run')``) and, after Brian's own ``before_run``,
+runs the time steps in a generated numba function (template
+``network_run.py_``) that calls the same kernels in the same order and
+advances the clocks exactly as Brian does. It returns to Python
+
+* after a chunk of steps (about 50 ms), for reports, Brian's maximum run
+  time and Ctrl-C, which therefore stop within a chunk, at the end of a time
+  step, with ``after_run`` done, so a later ``run()`` continues from there;
+* where a network operation is due (it runs, then the loop resumes with the
+  next object of the same step), and where a kernel finds a structure (a
+  monitor's buffer, a spike queue slot) full.
+
+Everything before and after the loop is Brian's: ``before_run`` and
+``after_run`` of the network, and the bookkeeping of ``Network.run`` (time,
+reports, ``_last_run_time``, the check for invalid states). A network that
+cannot be fused (a code object of another target, an event-driven clock, an
+object with its own ``run`` method, ``profile=True``) runs Brian's own loop,
+with one INFO line that says why.
+"""
+
+import gc
+import time
+
+import numpy as np
+from brian2.core.base import BrianObject, BrianObjectException
+from brian2.core.clocks import Clock
+from brian2.core.namespace import get_local_namespace
+from brian2.core.network import Network, TextReport
+from brian2.core.operations import NetworkOperation
+from brian2.core.preferences import prefs
+from brian2.devices.device import get_device, runtime_device
+from brian2.groups.group import Group
+from brian2.units import second
+from brian2.units.fundamentalunits import check_units
+from brian2.utils.logger import get_logger
+from numba.core.dispatcher import Dispatcher
+from numba.core.errors import NumbaError
+
+from . import compat
+from .cache import load_module
+from .codeobject import NumbaCodeObject
+from .decorators import numba_decorator
+from .templating import tidy
+
+__all__ = ["install", "network_run"]
+
+logger = get_logger(__name__)
+
+#: why the compiled loop returned (``_state[1]``, see the template)
+FINISHED, CHUNK_DONE, PYTHON_ENTRY, STRUCTURE_FULL = 0, 1, 2, 3
+#: wall time the loop may run before it returns to Python
+CHUNK_SECONDS = 0.05
+
+
+class _Entry:
+    """One item of the schedule: a kernel, or something Python runs."""
+
+    __slots__ = ("index", "clock", "codeobj", "compiled", "obj")
+
+    def __init__(self, index, clock, obj, codeobj=None):
+        self.index = index
+        self.clock = clock
+        self.obj = obj
+        self.codeobj = codeobj
+        self.compiled = codeobj.compiled_code.get("run") if codeobj is not None else None
+
+    @property
+    def module(self):
+        return self.compiled.main.__module__ if self.codeobj is not None else None
+
+    @property
+    def template(self):
+        return self.codeobj.template_name if self.codeobj is not None else "network_operation"
+
+    @property
+    def make_room(self):
+        return self.compiled is not None and self.compiled.make_room is not None
+
+
+def _unfusable_reason(objects):
+    """Why these (active) objects cannot run in a compiled loop, or None."""
+    for obj in objects:
+        if not isinstance(obj.clock, Clock) or type(obj.clock) is not Clock:
+            return f"'{obj.name}' runs on a {type(obj.clock).__name__}, not a Clock"
+        if isinstance(obj, NetworkOperation):
+            continue
+        if type(obj).run is not BrianObject.run:
+            return f"'{obj.name}' ({type(obj).__name__}) has a run method of its own"
+        codeobj_class = getattr(obj, "codeobj_class", None)
+        if codeobj_class is not None and not issubclass(codeobj_class, NumbaCodeObject):
+            return f"'{obj.name}' uses code objects of {codeobj_class.__name__}"
+    return None
+
+
+def _schedule(net, objects, clocks):
+    """The entries of the compiled loop, or ``(None, reason)``."""
+    entries = []
+    for obj in objects:
+        clock = clocks.index(obj.clock)
+        if isinstance(obj, NetworkOperation):
+            entries.append(_Entry(len(entries), clock, obj))
+            continue
+        for codeobj in compat.code_objects(obj):
+            if not isinstance(codeobj, NumbaCodeObject):
+                return None, f"'{codeobj.name}' of '{obj.name}' is a {type(codeobj).__name__}"
+            compiled = codeobj.compiled_code.get("run")
+            if compiled is None:
+                continue
+            if not isinstance(compiled.main, Dispatcher) or codeobj.nonconstant_values:
+                return None, f"'{codeobj.name}' of '{obj.name}' is not a plain kernel"
+            entries.append(_Entry(len(entries), clock, obj, codeobj))
+    return entries, None
+
+
+def _loop_module(entries, n_clocks):
+    """The generated, cached loop for this schedule."""
+    template = NumbaCodeObject.templater.env.get_template("network_run.py_")
+    source = template.render(
+        entries=entries,
+        clocks=list(range(n_clocks)),
+        decorator=numba_decorator(),
+        version=NumbaCodeObject.templater.env.globals["version"],
+    )
+    return load_module(tidy(source))
+
+
+class _FusedLoop:
+    """Runs the time steps of one ``run()`` through the compiled loop."""
+
+    def __init__(self, net, entries, clocks):
+        self.net = net
+        self.entries = entries
+        self.clocks = clocks
+        self.module = _loop_module(entries, len(clocks))
+        compat.set_loop_file(net, self.module.__file__)
+        self.state = np.zeros(3, dtype=np.int64)
+        clock_args = []
+        for clock in clocks:
+            clock_args += [clock.variables["timestep"].get_value(),
+                           clock.variables["t"].get_value(),
+                           float(clock.dt_), int(compat.clock_end(clock))]
+        self.args = (float(Clock.epsilon_dt), *clock_args,
+                     *(entry.compiled.args for entry in entries if entry.codeobj is not None))
+        self.max_steps = 16
+
+    def _call(self, max_steps):
+        try:
+            self.module.main(self.state, max_steps, *self.args)
+        except NumbaError as exc:
+            raise BrianObjectException(
+                f"numba could not compile the simulation loop ({self.module.__file__}).",
+                self.net,
+            ) from exc
+        except Exception as exc:
+            entry = self.entries[int(self.state[2])]
+            codeobj = entry.codeobj
+            raise BrianObjectException(
+                "An exception occurred during the execution of the 'run' block of code "
+                f"object '{codeobj.name}' (generated code: {entry.compiled.path}), in "
+                f"the compiled loop ({self.module.__file__}).",
+                codeobj.owner,
+            ) from exc
+
+    def _handle(self):
+        """Python's part after the loop returned mid-step; True if it did."""
+        status = self.state[1]
+        if status == PYTHON_ENTRY or status == STRUCTURE_FULL:
+            entry = self.entries[int(self.state[2])]
+            if entry.codeobj is None:
+                self.net.t_ = _earliest_time(self.clocks)
+                entry.obj.run()
+            else:  # grows the structure, runs the kernel again
+                entry.codeobj()
+            self.state[0] = entry.index + 1
+            return True
+        return False
+
+    def finish_step(self):
+        """Complete a time step interrupted in Python (stop(), Ctrl-C)."""
+        while self.state[0] != 0 and self.state[1] != FINISHED:
+            self._call(1)
+            if not self._handle():
+                break
+
+    def run(self, report_due, stopped):
+        """Run to the end, or until ``stopped()``; ``report_due()`` between chunks."""
+        while True:
+            start = time.perf_counter()
+            self._call(self.max_steps)
+            while self._handle():
+                if stopped():
+                    self.finish_step()
+                    return
+                self._call(self.max_steps)
+            if self.state[1] == FINISHED:
+                return
+            elapsed = time.perf_counter() - start
+            if elapsed < CHUNK_SECONDS / 2 and self.max_steps < 1 << 30:
+                self.max_steps *= 2
+            elif elapsed > 2 * CHUNK_SECONDS and self.max_steps > 1:
+                self.max_steps //= 2
+            report_due()
+            if stopped():
+                return
+
+
+def _clock_time(clock):
+    return clock.variables["t"].get_value().item()
+
+
+def _earliest_time(clocks):
+    """The time of the clock Brian's ``Network._nextclocks`` would pick first."""
+    return min(_clock_time(clock) for clock in clocks)
+
+
+def _report_callback(report):
+    if report == "text" or report == "stdout":
+        return TextReport(__import__("sys").stdout)
+    if report == "stderr":
+        return TextReport(__import__("sys").stderr)
+    if isinstance(report, str):
+        raise ValueError(f'Do not know how to handle report argument "{report}".')
+    if callable(report):
+        return report
+    raise TypeError(
+        "Do not know how to handle report argument, it has to be one of 'text', "
+        "'stdout', 'stderr', or a callable function/object, but it is of type "
+        f"{type(report)}"
+    )
+
+
+@check_units(duration=second, report_period=second)
+def network_run(net, duration, report=None, report_period=10 * second, namespace=None,
+                profile=None, level=0):
+    """``Network.run`` for the runtime device (see the module docstring)."""
+    device = get_device()
+    if profile is None:
+        profile = device.build_options.get("profile", False)
+    reason = None
+    if prefs.codegen.target != "numba" or not prefs["codegen.runtime.numba.fused"]:
+        pass
+    elif profile:
+        reason = "profile=True measures each code object in Brian's loop"
+    else:
+        reason = _unfusable_reason([obj for obj in net.sorted_objects if obj.active])
+        if reason is None:
+            return _run_fused(net, duration, report, report_period, namespace, level + 1)
+    if reason:
+        logger.info(f"Network '{net.name}' runs Brian's loop: {reason}.",
+                    name_suffix="not_fused")
+    return Network.run.original_function(
+        net, duration, report=report, report_period=report_period,
+        namespace=namespace, profile=profile, level=level + 2)
+
+
+def _run_fused(net, duration, report, report_period, namespace, level):
+    """Brian's ``Network.run``, with the loop compiled."""
+    if compat.warns_for_unused_objects():
+        gc.collect()  # Brian's warning for objects never added to a network
+    device = get_device()
+    all_objects = net.sorted_objects
+    clocks = sorted({obj.clock for obj in all_objects}, key=lambda clock: clock.name)
+    compat.set_network_clocks(net, clocks)
+    t_start = net.t
+    t_end = net.t + duration
+    for clock in clocks:
+        clock.set_interval(net.t, t_end)
+    if namespace is None:
+        namespace = get_local_namespace(level=level + 3)
+    net.before_run(namespace)
+    if len(all_objects) == 0:
+        return
+
+    active = [obj for obj in all_objects if obj.active]
+    entries, reason = _schedule(net, active, clocks)
+    if entries is None:  # only known after the code objects exist
+        logger.info(f"Network '{net.name}' runs its objects one by one: {reason}.",
+                    name_suffix="not_fused")
+        entries = [_Entry(n, clocks.index(obj.clock), obj) for n, obj in enumerate(active)]
+    loop = _FusedLoop(net, entries, clocks)
+
+    start_time = time.time()
+    if report is not None:
+        report_period = float(report_period)
+        next_report = [start_time + report_period]
+        callback = _report_callback(report)
+        callback(0 * second, 0.0, t_start, duration)
+
+    def report_due():
+        if report is not None:
+            current = time.time()
+            if current > next_report[0]:
+                net.t_ = _earliest_time(clocks)
+                callback((current - start_time) * second,
+                         (net.t_ - float(t_start)) / float(t_end - t_start),
+                         t_start, duration)
+                next_report[0] = current + report_period
+
+    maximum = compat.maximum_run_time(device)
+
+    def stopped():
+        if maximum is not None and time.time() - start_time > float(maximum):
+            compat.stop_network(net)
+        return compat.network_stopped(net)
+
+    interrupted = None
+    compat.set_globally_running(True)
+    try:
+        loop.run(report_due, stopped)
+    except KeyboardInterrupt as exc:  # stop at the end of a step, then re-raise
+        interrupted = exc
+        compat.stop_network(net)
+        loop.finish_step()
+    finally:
+        compat.set_globally_running(False)
+    end_time = time.time()
+
+    if compat.network_stopped(net):
+        net.t_ = _earliest_time(clocks)
+    else:
+        net.t_ = float(t_end)
+    completed = (net.t - t_start) / duration if duration > 0 else 1.0
+    compat.set_last_run(device, end_time - start_time, completed)
+    for obj in all_objects:
+        if isinstance(obj, Group):
+            compat.check_for_invalid_states(obj)
+    if report is not None:
+        callback((end_time - start_time) * second, completed, t_start, duration)
+    net.after_run()
+    compat.clear_profiling_info(net)
+    if interrupted is not None:
+        raise interrupted
+
+
+def install():
+    """Make the runtime device run networks through :func:`network_run`."""
+    runtime_device.network_run = network_run

@@ -1,0 +1,364 @@
+"""The fused simulation loop against Brian's per-object loop: identical results.
+
+Each model is built twice in a fresh scope, once with
+``prefs.codegen.runtime.numba.fused`` on (the default) and once off, and
+everything it recorded must be bit for bit the same.
+"""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from brian2 import (
+    Network,
+    NeuronGroup,
+    PoissonGroup,
+    PoissonInput,
+    PopulationRateMonitor,
+    SpikeGeneratorGroup,
+    SpikeMonitor,
+    StateMonitor,
+    Synapses,
+    Hz,
+    defaultclock,
+    ms,
+    mV,
+    network_operation,
+    prefs,
+    second,
+    seed,
+    start_scope,
+)
+from brian2.codegen.runtime.numpy_rt import NumpyCodeObject
+from brian2.utils.logger import catch_logs
+
+import brian2_numba
+from conftest import script_env
+
+
+def _both(build, *args):
+    """``build(*args)`` fused and per-object: (fused results, per-object results)."""
+    results = []
+    for fused in (True, False):
+        start_scope()
+        defaultclock.dt = 0.1 * ms
+        prefs.codegen.runtime.numba.fused = fused
+        seed(2024)
+        results.append(build(*args))
+    prefs.codegen.runtime.numba.fused = True
+    return results
+
+
+def _assert_identical(fused, per_object):
+    assert fused.keys() == per_object.keys()
+    for key in fused:
+        np.testing.assert_array_equal(np.asarray(fused[key]), np.asarray(per_object[key]),
+                                      err_msg=key)
+
+
+def _network(delay="1*ms", n=20):
+    G = NeuronGroup(n, "dv/dt = (1.2 - v)/(10*ms) : 1 (unless refractory)",
+                    threshold="v > 1", reset="v = 0", refractory=2 * ms, method="exact")
+    G.v = "i / (1.0 * N)"
+    S = Synapses(G, G, "w : 1", on_pre="v_post += w")
+    S.connect("i != j")
+    S.w = "0.02 + 0.001 * j"
+    S.delay = delay
+    return G, S
+
+
+def _spikes(monitor):
+    return {"i": monitor.i[:].copy(), "t": monitor.t_[:].copy()}
+
+
+def test_recorded_results_identical():
+    """Growing monitors (all three kinds), heterogeneous delays, two pathways."""
+
+    def build():
+        G, S = _network(delay="(j % 5) * 0.3*ms")
+        back = Synapses(G, G, on_post="v_pre -= 0.01")
+        back.connect(j="(i + 3) % N")
+        spikes = SpikeMonitor(G)
+        states = StateMonitor(G, ["v"], record=True)
+        rate = PopulationRateMonitor(G)
+        net = Network(G, S, back, spikes, states, rate)
+        net.run(200 * ms)
+        return {**_spikes(spikes), "v": states.v[:].copy(), "rate": rate.rate_[:].copy(),
+                "rate_t": rate.t_[:].copy(), "final_v": G.v[:].copy()}
+
+    fused, per_object = _both(build)
+    assert len(fused["i"]) > 100
+    _assert_identical(fused, per_object)
+
+
+def test_several_clocks_and_a_network_operation():
+    """Groups on 0.1 and 0.3 ms, run_regularly on 1 ms, an operation on 2 ms
+    that changes the state, and one on the default clock reading it."""
+
+    def build():
+        G, S = _network()
+        H = NeuronGroup(5, "dv/dt = (1.5 - v)/(5*ms) : 1", threshold="v > 1", reset="v = 0",
+                        dt=0.3 * ms, method="exact")
+        G.run_regularly("v += 0.05 * (i % 3)", dt=1 * ms)
+        feed = Synapses(H, G, on_pre="v_post += 0.1")
+        feed.connect(j="i")
+        seen = []
+
+        @network_operation(dt=2 * ms)
+        def kick():
+            G.v[:5] += 0.1
+            seen.append(repr((kick.clock.variables['t'].get_value().item(), float(np.asarray(G.v_[:])[0]))))
+
+        @network_operation
+        def observe():
+            seen.append(repr(float(np.asarray(H.v_[:])[1])))
+
+        spikes = SpikeMonitor(G)
+        net = Network(G, S, H, feed, kick, observe, spikes)
+        net.run(30 * ms)
+        return {**_spikes(spikes), "seen": np.array(seen),
+                "v": G.v[:].copy(), "h": H.v[:].copy(), "t": [float(net.t)]}
+
+    fused, per_object = _both(build)
+    _assert_identical(fused, per_object)
+
+
+def test_stop_in_the_middle_of_a_run():
+    def build():
+        G, S = _network()
+        spikes = SpikeMonitor(G)
+
+        @network_operation
+        def stop_at_some_point():
+            if len(spikes.i) >= 30:
+                net.stop()
+
+        net = Network(G, S, spikes, stop_at_some_point)
+        net.run(1 * second)
+        stopped_at = float(net.t)
+        net.run(5 * ms)  # a later run continues from there
+        return {**_spikes(spikes), "t": [stopped_at, float(net.t)], "v": G.v[:].copy()}
+
+    fused, per_object = _both(build)
+    assert fused["t"][0] < 0.5
+    _assert_identical(fused, per_object)
+
+
+def test_report_calls():
+    """Called at the start, on time while running, and at the end."""
+    calls = []
+
+    def report(elapsed, completed, start, duration):
+        calls.append((time.time(), float(elapsed), completed, float(start), float(duration)))
+
+    start_scope()
+    G, S = _network(n=500)
+    net = Network(G, S, SpikeMonitor(G))
+    net.run(1 * ms)
+    calls.clear()
+    began = time.time()
+    net.run(4 * second, report=report, report_period=0.2 * second)
+    took = time.time() - began
+    assert calls[0][1:3] == (0.0, 0.0) and calls[-1][2] == 1.0
+    assert all(c[3] == 0.001 and c[4] == 4.0 for c in calls)
+    middle = calls[1:-1]
+    # one call per report period, give or take the chunk length (~50 ms)
+    assert len(middle) >= int(took / 0.2) - 2, (took, len(middle))
+    assert len(middle) <= took / 0.2 + 1
+    gaps = np.diff([c[0] for c in calls[:-1]])
+    assert np.all(gaps >= 0.2 - 0.01)
+    assert np.all(np.diff([c[2] for c in calls]) >= 0)
+
+
+def test_store_restore_with_spikes_in_flight():
+    def build():
+        G, S = _network(delay="(i % 4) * 0.5*ms + 1*ms")
+        spikes = SpikeMonitor(G)
+        net = Network(G, S, spikes)
+        net.run(23.35 * ms)
+        net.store()
+        net.run(20 * ms)
+        first = _spikes(spikes)
+        first_v = G.v[:].copy()
+        net.restore()
+        net.run(20 * ms)
+        return {**{f"first_{k}": v for k, v in first.items()}, "first_v": first_v,
+                **_spikes(spikes), "v": G.v[:].copy()}
+
+    fused, per_object = _both(build)
+    _assert_identical(fused, per_object)
+    np.testing.assert_array_equal(fused["first_v"], fused["v"])
+
+
+def test_inputs_and_summed_variables():
+    """SpikeGeneratorGroup, PoissonGroup, PoissonInput, a summed variable,
+    values changed between runs."""
+
+    def build():
+        G = NeuronGroup(8, """dv/dt = (I - v)/(10*ms) : 1
+                              I : 1""", threshold="v > 1", reset="v = 0", method="euler")
+        gen = SpikeGeneratorGroup(3, [0, 1, 2, 1, 0], [1, 2, 3, 7, 11] * ms)
+        to_g = Synapses(gen, G, on_pre="v_post += 0.4")
+        to_g.connect(j="i*2")
+        poisson = PoissonGroup(10, rates=200 * Hz)
+        noise = Synapses(poisson, G, on_pre="v_post += 0.05", delay=0.5 * ms)
+        noise.connect(p=0.5)
+        drive = PoissonInput(G, "v", 5, 100 * Hz, weight=0.03)
+        summed = Synapses(G, G, "I_post = 0.3 * (1 + i % 2) : 1 (summed)")
+        summed.connect(j="(i + 1) % N")
+        spikes = SpikeMonitor(G)
+        net = Network(G, gen, to_g, poisson, noise, drive, summed, spikes)
+        net.run(30 * ms)
+        noise.delay = 2 * ms
+        G.v = 0.5
+        net.run(30 * ms)
+        return {**_spikes(spikes), "v": G.v[:].copy(), "I": G.I[:].copy()}
+
+    fused, per_object = _both(build)
+    assert len(fused["i"]) > 10
+    _assert_identical(fused, per_object)
+
+
+def test_spatial_neuron():
+    from brian2 import Cylinder, SpatialNeuron, cm, msiemens, ohm, ufarad, um, uA
+
+    def build():
+        morpho = Cylinder(length=1 * cm, diameter=20 * um, n=40)
+        neuron = SpatialNeuron(morpho, "Im = gL * (EL - v) : amp/meter**2\nI : amp (point current)",
+                               Cm=1 * ufarad / cm**2, Ri=100 * ohm * cm,
+                               namespace={"gL": 0.1 * msiemens / cm**2, "EL": -70 * mV})
+        neuron.v = -70 * mV
+        neuron.I[0] = 0.1 * uA
+        monitor = StateMonitor(neuron, "v", record=[0, 20, 39])
+        net = Network(neuron, monitor)
+        net.run(5 * ms)
+        return {"v": monitor.v_[:].copy()}
+
+    fused, per_object = _both(build)
+    _assert_identical(fused, per_object)
+
+
+def test_unfusable_object_runs_brians_loop():
+    """A group with numpy code objects: Brian's loop for that run, one INFO line."""
+
+    def build():
+        G = NeuronGroup(5, "dv/dt = (1.1 - v)/(5*ms) : 1", threshold="v > 1", reset="v = 0",
+                        method="exact", codeobj_class=NumpyCodeObject, name="numpy_group")
+        spikes = SpikeMonitor(G)
+        net = Network(G, spikes)
+        with catch_logs(logging.INFO, only_from=("brian2_numba",)) as logs:
+            net.run(20 * ms)
+        messages = [message for level, name, message in logs if "not_fused" in name]
+        return {**_spikes(spikes), "messages": messages}
+
+    fused, per_object = _both(build)
+    assert len(fused["messages"]) == 1 and "'numpy_group'" in fused["messages"][0]
+    assert per_object["messages"] == []
+    np.testing.assert_array_equal(fused["i"], per_object["i"])
+
+
+def test_profile_runs_brians_loop():
+    from brian2 import profiling_summary
+
+    start_scope()
+    G, S = _network()
+    net = Network(G, S)
+    net.run(5 * ms, profile=True)
+    summary = profiling_summary(net)
+    assert any("stateupdater" in name for name in summary.names)
+
+
+def test_loop_is_generated_and_cached(numba_target):
+    """The loop shows up in generated_files; a second process compiles nothing."""
+    script = textwrap.dedent("""
+        import json, sys
+        import brian2_numba
+        from brian2 import *
+        prefs.codegen.target = 'numba'
+        prefs.codegen.runtime.numba.cache_dir = sys.argv[1]
+        G = NeuronGroup(10, 'dv/dt = (1.1 - v)/(10*ms) : 1', threshold='v > 1',
+                        reset='v = 0', method='exact')
+        S = Synapses(G, G, on_pre='v_post += 0.01', delay=1*ms)
+        S.connect()
+        M = SpikeMonitor(G)
+        net = Network(G, S, M)
+        net.run(50*ms)
+        print(json.dumps({"loop": brian2_numba.generated_files(net)[net.name]["loop"],
+                          "stats": brian2_numba.cache_stats(), "n": len(M.i)}))
+    """)
+    outputs = []
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-c", script, str(numba_target)],
+                                capture_output=True, text=True, env=script_env(), timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    first, second = outputs
+    assert first["loop"] == second["loop"] and os.path.exists(first["loop"])
+    with open(first["loop"]) as f:
+        source = f.read()
+    assert "from template 'network_run'" in source and "from brian2numba_" in source
+    assert first["stats"]["misses"] > 0 and second["stats"]["misses"] == 0
+    assert first["n"] == second["n"] > 0
+
+
+INTERRUPTED = """
+import json, sys, time
+import brian2_numba
+from brian2 import *
+prefs.codegen.target = 'numba'
+prefs.codegen.runtime.numba.cache_dir = sys.argv[1]
+prefs.core.stop_on_keyboard_interrupt = sys.argv[2] == 'stop'
+G = NeuronGroup(2000, 'dv/dt = (1.2 - v)/(10*ms) : 1', threshold='v > 1', reset='v = 0',
+                method='exact')
+G.v = 'i / 2000.0'
+S = Synapses(G, G, on_pre='v_post += 0.001', delay=1*ms)
+S.connect(j='(i + k) % N for k in range(20)')
+M = SpikeMonitor(G)
+net = Network(G, S, M)
+net.run(1*ms)
+print('ready', flush=True)
+try:
+    net.run(1000*second)
+    interrupted = None
+except KeyboardInterrupt:
+    interrupted = float(net.t)
+stopped_at = float(net.t)
+net.run(3*ms)  # continues from where it stopped
+print(json.dumps({"interrupted": interrupted, "t": stopped_at, "after": float(net.t),
+                  "spikes": len(M.i), "last": float(M.t[-1]) if len(M.t) else 0.0}))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
+@pytest.mark.parametrize("on_interrupt", ["stop", "raise"])
+def test_keyboard_interrupt_stops_a_long_run(numba_target, on_interrupt):
+    """Ctrl-C stops within a chunk at the end of a time step: as a stop()
+    (Brian's default, prefs.core.stop_on_keyboard_interrupt) or as a
+    KeyboardInterrupt; either way a later run() continues from there."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED, str(numba_target), on_interrupt],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=script_env())
+    assert process.stdout.readline().strip() == "ready"
+    time.sleep(2)
+    sent = time.time()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert time.time() - sent < 10  # stopped within a chunk, and the rest of the script ran
+    assert process.returncode == 0, err[-3000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    if on_interrupt == "stop":
+        assert result["interrupted"] is None and "Simulation stop requested" in err
+    else:
+        assert result["interrupted"] == result["t"]
+    assert 0.001 < result["t"] < 1000
+    # stopped at the end of a time step, with the monitor's data complete
+    assert abs(result["t"] * 10000 - round(result["t"] * 10000)) < 1e-6
+    assert result["spikes"] > 0 and result["last"] < result["after"]
+    assert abs(result["after"] - result["t"] - 0.003) < 1e-9
