@@ -1,16 +1,22 @@
 """Run Brian2's own test suite on the ``numba`` target.
 
-    python -m brian2_numba.brian_suite [-n WORKERS] [--long] [-- PYTEST_ARGS...]
+    python -m brian2_numba.brian_suite [-n WORKERS] [--long] [--per-object] [-- PYTEST_ARGS...]
 
 Runs ``brian2.test('numba', test_codegen_independent=False, ...)``: every test
 that Brian runs for each code generation target, with this package loaded in
 every pytest-xdist worker (``-p brian2_numba.pytest_plugin``). pytest prints
-the counts; the exit status is 0 if no test failed.
+the counts; the exit status is 0 if no test failed. ``--per-object`` runs it
+with ``prefs.codegen.runtime.numba.fused = False`` (Brian's own loop).
 """
 
 import argparse
+import os
 import shutil
 import sys
+
+
+#: read when the preferences are registered (see brian2_numba.preferences)
+FUSED_DEFAULT_VARIABLE = "BRIAN2_NUMBA_FUSED"
 
 
 def main(argv=None):
@@ -18,9 +24,16 @@ def main(argv=None):
     parser.add_argument("-n", "--workers", default="auto",
                         help="pytest-xdist workers ('auto', or 0 for none)")
     parser.add_argument("--long", action="store_true", help="include long tests")
+    parser.add_argument("--per-object", action="store_true",
+                        help="Brian's per-object loop instead of the fused loop")
     parser.add_argument("pytest_args", nargs="*",
                         help="extra pytest arguments (after --), e.g. -k monitor")
     options = parser.parse_args(argv)
+
+    if options.per_object:
+        # brian2.test resets the preferences to their defaults, in this
+        # process and its workers: this sets the default
+        os.environ[FUSED_DEFAULT_VARIABLE] = "0"
 
     import brian2
 
@@ -35,7 +48,8 @@ def main(argv=None):
     if options.workers not in ("0", 0):
         additional += ["-n", str(options.workers)]
     additional += options.pytest_args
-    print(f"Brian2 {brian2.__version__}, numba target, "
+    mode = "per-object loop" if options.per_object else "fused loop"
+    print(f"Brian2 {brian2.__version__}, numba target, {mode}, "
           f"cache: {brian2_numba.cache.configured_cache_directory()}", flush=True)
     success = brian2.test(
         "numba",

@@ -6,6 +6,8 @@ str/bool/None, so that Brian's test runner can forward them to xdist workers.
 .. document_brian_prefs:: codegen.runtime.numba
 """
 
+import os
+
 from brian2.core.preferences import BrianPreference, prefs
 
 __all__ = ["register_preferences"]
@@ -66,7 +68,7 @@ def register_preferences():
             """,
         ),
         fused=BrianPreference(
-            default=True,
+            default=os.environ.get("BRIAN2_NUMBA_FUSED", "1").strip() != "0",
             docs="""
             Whether ``Network.run`` runs the whole simulation loop inside one
             generated, cached numba function that calls the kernels in
@@ -74,7 +76,9 @@ def register_preferences():
             operations, reports, growing structures and Ctrl-C). ``False``
             runs Brian's own Python loop, which calls one kernel at a time.
             Networks that cannot be fused (see the INFO log) use Brian's loop
-            either way.
+            either way. The environment variable ``BRIAN2_NUMBA_FUSED=0``
+            makes ``False`` the default (for test runners that reset the
+            preferences, such as ``brian2.test``).
             """,
         ),
         boundscheck=BrianPreference(
