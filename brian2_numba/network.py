@@ -139,6 +139,7 @@ class _FusedLoop:
         self.module = _loop_module(entries, len(clocks))
         compat.set_loop_file(net, self.module.__file__)
         self.state = np.zeros(3, dtype=np.int64)
+        self.pending = False
         clock_args = []
         for clock in clocks:
             clock_args += [clock.variables["timestep"].get_value(),
@@ -147,6 +148,10 @@ class _FusedLoop:
         self.args = (float(Clock.epsilon_dt), *clock_args,
                      *(entry.compiled.args for entry in entries if entry.codeobj is not None))
         self.max_steps = 16
+
+    def compile(self):
+        """Compile (or load) the loop without running a step."""
+        self.module.main(self.state, 0, *self.args)
 
     def _call(self, max_steps):
         try:
@@ -165,27 +170,29 @@ class _FusedLoop:
                 f"the compiled loop ({self.module.__file__}).",
                 codeobj.owner,
             ) from exc
+        # in the middle of a step: an entry waits for Python
+        self.pending = self.state[1] in (PYTHON_ENTRY, STRUCTURE_FULL)
 
     def _handle(self):
-        """Python's part after the loop returned mid-step; True if it did."""
-        status = self.state[1]
-        if status == PYTHON_ENTRY or status == STRUCTURE_FULL:
-            entry = self.entries[int(self.state[2])]
-            if entry.codeobj is None:
-                self.net.t_ = _earliest_time(self.clocks)
-                entry.obj.run()
-            else:  # grows the structure, runs the kernel again
-                entry.codeobj()
-            self.state[0] = entry.index + 1
-            return True
-        return False
+        """Run the entry the loop left to Python; False if there is none."""
+        if not self.pending:
+            return False
+        entry = self.entries[int(self.state[2])]
+        # the loop resumes after it, even if it is interrupted (Ctrl-C)
+        self.state[0] = entry.index + 1
+        self.pending = False
+        if entry.codeobj is None:
+            self.net.t_ = _earliest_time(self.clocks)
+            entry.obj.run()
+        else:  # grows the structure, runs the kernel again
+            entry.codeobj()
+        return True
 
     def finish_step(self):
-        """Complete a time step interrupted in Python (stop(), Ctrl-C)."""
-        while self.state[0] != 0 and self.state[1] != FINISHED:
-            self._call(1)
+        """Complete the time step in progress (after stop() or Ctrl-C)."""
+        while self.pending or self.state[0] != 0:
             if not self._handle():
-                break
+                self._call(1)
 
     def run(self, report_due, stopped):
         """Run to the end, or until ``stopped()``; ``report_due()`` between chunks."""
@@ -283,6 +290,14 @@ def _run_fused(net, duration, report, report_period, namespace, level):
                     name_suffix="not_fused")
         entries = [_Entry(n, clocks.index(obj.clock), obj) for n, obj in enumerate(active)]
     loop = _FusedLoop(net, entries, clocks)
+    try:
+        loop.compile()
+    except NumbaError as exc:  # never worse than Brian's loop
+        logger.info(f"Network '{net.name}' runs its objects one by one: numba could not "
+                    f"compile its loop ({type(exc).__name__}: {str(exc)[:300]}).",
+                    name_suffix="not_fused")
+        entries = [_Entry(n, clocks.index(obj.clock), obj) for n, obj in enumerate(active)]
+        loop = _FusedLoop(net, entries, clocks)
 
     start_time = time.time()
     if report is not None:

@@ -362,3 +362,32 @@ def test_keyboard_interrupt_stops_a_long_run(numba_target, on_interrupt):
     assert abs(result["t"] * 10000 - round(result["t"] * 10000)) < 1e-6
     assert result["spikes"] > 0 and result["last"] < result["after"]
     assert abs(result["after"] - result["t"] - 0.003) < 1e-9
+
+
+def test_loop_that_does_not_compile_runs_objects_one_by_one(monkeypatch):
+    """If numba cannot compile a loop, the run still happens (one INFO line)."""
+    from numba.core.errors import TypingError
+
+    import brian2_numba.network as network
+
+    def build():
+        G, S = _network(delay="(j % 3) * 0.5*ms")
+        spikes = SpikeMonitor(G)
+        net = Network(G, S, spikes)
+        with catch_logs(logging.INFO, only_from=("brian2_numba",)) as logs:
+            net.run(30 * ms)
+        return {**_spikes(spikes), "v": G.v[:].copy(),
+                "messages": [m for level, name, m in logs if "not_fused" in name]}
+
+    original = network._FusedLoop.compile
+
+    def compile_only_python_entries(self):
+        if any(entry.codeobj is not None for entry in self.entries):
+            raise TypingError("a forced typing error")
+        return original(self)
+
+    monkeypatch.setattr(network._FusedLoop, "compile", compile_only_python_entries)
+    fused, per_object = _both(build)
+    assert len(fused["messages"]) == 1 and "a forced typing error" in fused["messages"][0]
+    np.testing.assert_array_equal(fused["i"], per_object["i"])
+    np.testing.assert_array_equal(fused["v"], per_object["v"])

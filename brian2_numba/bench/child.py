@@ -76,6 +76,10 @@ def _peak_memory(record):
         record[key] = resource.getrusage(who).ru_maxrss * scale / 2**20
 
 
+#: brian2_numba with the fused loop, and with Brian's loop (bench.targets)
+_NUMBA_TARGETS = ("numba", "numba_per_object")
+
+
 def _configure(target, cache_dir):
     """Point the target's cache (or standalone project) at ``cache_dir``."""
     from brian2 import prefs, set_device
@@ -84,10 +88,13 @@ def _configure(target, cache_dir):
         set_device("cpp_standalone", directory=os.path.join(cache_dir, "standalone"),
                    build_on_run=False)
         return
-    prefs.codegen.target = target
-    if target == "numba":
+    if target in _NUMBA_TARGETS:
+        prefs.codegen.target = "numba"
         prefs.codegen.runtime.numba.cache_dir = os.path.join(cache_dir, "numba")
-    elif target == "cython":
+        prefs.codegen.runtime.numba.fused = target == "numba"
+        return
+    prefs.codegen.target = target
+    if target == "cython":
         prefs.codegen.runtime.cython.cache_dir = os.path.join(cache_dir, "cython")
 
 
@@ -95,7 +102,7 @@ def run(spec, record):
     """Build and run the model, filling ``record`` as the timings come in."""
     target = spec["target"]
     import brian2
-    if target == "numba":
+    if target in _NUMBA_TARGETS:
         import brian2_numba
     record["t_import"] = time.perf_counter() - _T0
     from brian2 import Network, defaultclock, device, ms, seed
@@ -153,7 +160,7 @@ def run(spec, record):
         record["t_per_step"] = loop / (steps * runs)
         if runs > 1:
             record["t_per_run_call"] = record["t_second_run"] / runs
-    if target == "numba":
+    if target in _NUMBA_TARGETS:
         record["numba_cache"] = brian2_numba.cache_stats()
     record["brian2_version"] = brian2.__version__
 

@@ -13,10 +13,15 @@ import subprocess
 import sys
 import tempfile
 
-__all__ = ["TARGETS", "unavailable"]
+__all__ = ["TARGETS", "NUMBA_TARGETS", "unavailable"]
 
-#: every target the benchmark knows, in report order
-TARGETS = ("numpy", "cython", "numba", "cpp_standalone")
+#: every target the benchmark knows, in report order; ``numba_per_object`` is
+#: the numba target with Brian's own loop (``prefs.codegen.runtime.numba.fused
+#: = False``), ``numba`` its default, the fused loop
+TARGETS = ("numpy", "cython", "numba", "numba_per_object", "cpp_standalone")
+
+#: the targets that run brian2_numba
+NUMBA_TARGETS = ("numba", "numba_per_object")
 
 
 def _numba():
@@ -61,7 +66,7 @@ def _cpp_standalone():
 
 
 _CHECKS = {"numpy": lambda: None, "cython": _cython, "numba": _numba,
-           "cpp_standalone": _cpp_standalone}
+           "numba_per_object": _numba, "cpp_standalone": _cpp_standalone}
 
 
 def unavailable(targets, timeout=600):
