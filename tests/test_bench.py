@@ -139,7 +139,7 @@ def test_console_script_is_declared():
 @pytest.mark.parametrize("args, message", [
     (["-m", "cuba,nope"], "Unknown model 'nope'. Valid models are: cuba, cuba_det"),
     (["-t", "cuda"], "Unknown target 'cuda'. Valid targets are: numpy, cython, numba, "
-                     "cpp_standalone."),
+                     "numba_per_object, cpp_standalone."),
     (["--cache", "hot"], "Unknown cache state 'hot'. Valid cache states are: cold, warm."),
     (["-s", "tiny=1.5"], "Invalid size '1.5'"),
     (["-m", "tiny", "-s", "cuba=100"], "--sizes for model 'cuba', which is not selected"),
