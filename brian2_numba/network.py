@@ -24,6 +24,7 @@ with one INFO line that says why.
 """
 
 import gc
+import sys
 import time
 
 import numpy as np
@@ -227,9 +228,9 @@ def _earliest_time(clocks):
 
 def _report_callback(report):
     if report == "text" or report == "stdout":
-        return TextReport(__import__("sys").stdout)
+        return TextReport(sys.stdout)
     if report == "stderr":
-        return TextReport(__import__("sys").stderr)
+        return TextReport(sys.stderr)
     if isinstance(report, str):
         raise ValueError(f'Do not know how to handle report argument "{report}".')
     if callable(report):
