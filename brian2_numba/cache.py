@@ -61,6 +61,9 @@ SOURCE_SUFFIX = ".gen.py"
 #: versions before 0.2 let Python write into the cache directory)
 CACHE_FILE_SUFFIXES = (SOURCE_SUFFIX, ".nbi", ".nbc", ".pyc")
 
+#: errors that retrying cannot cure (EDQUOT: a quota; not on every platform)
+_DISK_FULL = tuple(getattr(errno, name) for name in ("ENOSPC", "EDQUOT") if hasattr(errno, name))
+
 _lock = threading.Lock()
 _modules = {}  # module name -> module, for this process
 _dispatchers = []  # every kernel loaded in this process (for cache_stats)
@@ -229,10 +232,14 @@ def _place_source(name, source):
         path = os.path.join(directory, name + SOURCE_SUFFIX)
         try:
             _ensure_source_file(path, source)
+            if attempt:
+                logger.warn(f"The numba cache directory '{directory}' disappeared while "
+                            f"kernels were prepared ({error.strerror or error}); it was "
+                            "created again.", name_suffix="cache_dir_recreated")
             return path, cache_enabled
         except OSError as exc:
             error = exc
-            if directory == _fallback_dir or exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if directory == _fallback_dir or exc.errno in _DISK_FULL:
                 break
     configured = configured_cache_directory()
     _warn_uncached(configured, f"writing '{path}' failed ({error.strerror or error})")

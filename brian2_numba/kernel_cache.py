@@ -53,6 +53,10 @@ class _KernelLocator:
         self._lineno = py_func.__code__.co_firstlineno
 
     def ensure_cache_path(self):
+        if not os.path.isdir(self._kernel_dir):  # made before loading: deleted since
+            logger.warn(f"The kernel directory '{self._kernel_dir}' disappeared while a "
+                        "kernel was compiled; it is created again.",
+                        name_suffix="kernel_dir_recreated", once=True)
         make_private_directory(os.path.dirname(self._kernel_dir))
         make_private_directory(self._kernel_dir)
         for directory in (os.path.dirname(self._kernel_dir), self._kernel_dir):

@@ -86,7 +86,7 @@ class _Entry:
 def _unfusable_reason(objects):
     """Why these (active) objects cannot run in a compiled loop, or None."""
     for obj in objects:
-        if not isinstance(obj.clock, Clock) or type(obj.clock) is not Clock:
+        if type(obj.clock) is not Clock:
             return f"'{obj.name}' runs on a {type(obj.clock).__name__}, not a Clock"
         if isinstance(obj, NetworkOperation):
             continue
@@ -98,7 +98,7 @@ def _unfusable_reason(objects):
     return None
 
 
-def _schedule(net, objects, clocks):
+def _schedule(objects, clocks):
     """The entries of the compiled loop, or ``(None, reason)``."""
     entries = []
     for obj in objects:
@@ -250,7 +250,10 @@ def network_run(net, duration, report=None, report_period=10 * second, namespace
     if profile is None:
         profile = device.build_options.get("profile", False)
     reason = None
-    if prefs.codegen.target != "numba" or not prefs["codegen.runtime.numba.fused"]:
+    target = prefs.codegen.target
+    on_numba = target == "numba" or (isinstance(target, type)
+                                      and issubclass(target, NumbaCodeObject))
+    if not on_numba or not prefs["codegen.runtime.numba.fused"]:
         pass
     elif profile:
         reason = "profile=True measures each code object in Brian's loop"
@@ -285,7 +288,7 @@ def _run_fused(net, duration, report, report_period, namespace, level):
         return
 
     active = [obj for obj in all_objects if obj.active]
-    entries, reason = _schedule(net, active, clocks)
+    entries, reason = _schedule(active, clocks)
     if entries is None:  # only known after the code objects exist
         logger.info(f"Network '{net.name}' runs its objects one by one: {reason}.",
                     name_suffix="not_fused")

@@ -331,6 +331,8 @@ def test_cache_deleted_during_compilation(numba_target, tmp_path):
     output = json.loads(result.stdout.strip().splitlines()[-1])
     assert output["i"] == reference["i"] and output["t"] == reference["t"]
     assert "Traceback" not in result.stderr
+    assert "disappeared while kernels were prepared" in result.stderr
+    assert "disappeared while a kernel was compiled" in result.stderr
     # what was stored after the last deletion is complete and valid
     again, stderr = _run_model(numba_target)
     assert again["i"] == reference["i"] and again["t"] == reference["t"]
