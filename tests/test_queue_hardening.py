@@ -287,3 +287,59 @@ def test_store_restore_across_target_switches(kind):
     reference = simulate("numpy", "numpy")
     for targets in (("numpy", "numba"), ("numba", "numpy")):
         _assert_same(simulate(*targets), reference)
+
+
+#: (target, dt, duration) of each run: numba's queue skips its preparation
+#: when dt, synapses and delays are unchanged, but the other target's runs
+#: re-bin Brian's queue to another dt in between
+SWITCHING_PLANS = {
+    "numba first": [("numba", 0.1, 2.4), ("numpy", 0.05, 1.6), ("numba", 0.1, 2.0),
+                    ("numba", 0.1, 1.0), ("numpy", 0.2, 2.4), ("numba", 0.1, 2.0)],
+    "numpy first": [("numpy", 0.1, 2.4), ("numba", 0.1, 1.6), ("numpy", 0.05, 2.0),
+                    ("numba", 0.1, 1.0), ("numba", 0.1, 1.2), ("numpy", 0.2, 2.4)],
+}
+
+
+def _simulate_plan(plan, delay, on=None):
+    """Run ``plan`` (all on target ``on`` if given); the outcome after each run."""
+    net, S, *parts = _switching_network(delay)
+    outcomes = []
+    for target, dt, duration in plan:
+        prefs.codegen.target = on or target
+        defaultclock.dt = dt * ms
+        net.run(duration * ms)
+        outcomes.append(_outcome(S, *parts))
+    return outcomes
+
+
+@pytest.mark.parametrize("plan", SWITCHING_PLANS)
+@pytest.mark.parametrize("kind", ["homogeneous", "heterogeneous"])
+def test_switching_target_and_dt_between_runs(kind, plan):
+    plan = SWITCHING_PLANS[plan]
+    reference = _simulate_plan(plan, DELAYS[kind], on="numpy")
+    in_flight = [sum(map(len, outcome["queue"][1])) for outcome in reference]
+    assert min(in_flight[:-1]) > 0  # spikes cross every switch
+    _assert_same(_simulate_plan(plan, DELAYS[kind]), reference)
+
+
+def test_queue_is_prepared_again_only_when_something_changed(monkeypatch):
+    """The preparation (Brian's queue, the delay check, the CSR arrays) is skipped
+    for a run whose dt, synapses and delays are those of the previous run."""
+    builds = []
+    original = queue_module.NumbaSpikeQueue._build
+    monkeypatch.setattr(queue_module.NumbaSpikeQueue, "_build",
+                        lambda self, pathway: (builds.append(pathway.name),
+                                               original(self, pathway))[1])
+    prefs.codegen.target = "numba"
+    net, S, *parts = _switching_network(DELAYS["heterogeneous"])
+    changes = [lambda: None, lambda: None,
+               lambda: S.delay.__setitem__(3, 1.1 * ms),  # one delay, in place
+               lambda: None,
+               lambda: setattr(defaultclock, "dt", 0.05 * ms),
+               lambda: S.connect(i=0, j=3),
+               lambda: None]
+    expected = [1, 1, 2, 2, 3, 4, 4]
+    for change, count in zip(changes, expected):
+        change()
+        net.run(1 * ms)
+        assert len(builds) == count
