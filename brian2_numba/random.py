@@ -22,6 +22,13 @@ buffers hold exactly what ``numpy.random.rand(20000)`` would return and
 polar method, in pairs), and numpy's state advances as if it had been
 called. The addresses are kernel *arguments* (``_numpy_generator``), never
 compiled-in constants, so cached kernels stay valid in a new process.
+
+When the generator is numpy's ``MT19937`` (what ``seed()`` and numpy's
+legacy functions use), the refill does not call ``next_double`` for each
+number (an indirect call, about 7 ns, the largest part of a ``rand()`` in
+a Poisson group) but runs the same algorithm, numpy's ``mt19937_gen`` and
+``mt19937_next_double``, inlined, on numpy's own state: the same numbers,
+and numpy's state advances exactly as if numpy had drawn them.
 """
 
 import ctypes
@@ -42,6 +49,7 @@ __all__ = [
     "random_buffers",
     "numpy_generator",
     "call_next_double",
+    "mt19937_state",
     "BUFFER_SIZE",
     "RAND_CALL",
     "RANDN_CALL",
@@ -74,8 +82,24 @@ def call_next_double(typingctx, function_address, state_address):
     return signature, codegen
 
 
-# [address of next_double, address of its state], updated in place
-_numpy_generator = np.zeros(2, dtype=np.uint64)
+@intrinsic
+def mt19937_state(typingctx, state_address):
+    """numpy's ``mt19937_state`` at an address, as a uint32 array of 625.
+
+    That struct is ``{uint32_t key[624]; int pos;}``: ``[624]`` is ``pos``
+    (0 to 624, the same bits as uint32).
+    """
+    signature = types.CPointer(types.uint32)(types.uint64)
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], ir.IntType(32).as_pointer())
+
+    return signature, codegen
+
+
+#: [address of next_double, address of its state, address of the state if
+#: the generator is MT19937, else 0], updated in place
+_numpy_generator = np.zeros(3, dtype=np.uint64)
 _generator_in_use = None  # keeps the generator behind the addresses alive
 
 
@@ -93,22 +117,30 @@ def numpy_generator():
         interface = bit_generator.ctypes
         _numpy_generator[0] = ctypes.cast(interface.next_double, ctypes.c_void_p).value
         _numpy_generator[1] = interface.state_address
+        # (exactly MT19937: a subclass may draw differently)
+        _numpy_generator[2] = interface.state_address if type(bit_generator) is np.random.MT19937 else 0
         _generator_in_use = bit_generator
     return _numpy_generator
 
 
-def _buffered_code(name, fill_code, description):
+def _buffered_code(name, fill_code, description, mt_fill_code=None):
     """Source of ``_<name>``: next number from a buffer, refilled in the kernel.
 
     The generator's addresses are read on every call, before the branch:
     passing the array itself into the (rarely taken) refill branch makes
     numba keep reference counting in the fast path, which costs ~30 ns a draw.
     """
+    if mt_fill_code is None:
+        mt_fill_code = fill_code.replace("_DRAW", "_mt19937_next_double(_mt)")
     return f'''
 {HELPER_DECORATOR}
-def _fill_{name}_buffer(_buffer, _next_double, _state):
+def _fill_{name}_buffer(_buffer, _next_double, _state, _mt_address):
     """Fill the buffer as numpy.random.{name}(len(_buffer)) would."""
-{fill_code}
+    if _mt_address != 0:  # MT19937: its algorithm, inlined, on numpy's state
+        _mt = _numba.carray(_mt19937_state(_mt_address), 625)
+{mt_fill_code}
+    else:
+{fill_code.replace("_DRAW", "_call_next_double(_next_double, _state)")}
 
 
 {HELPER_DECORATOR}
@@ -116,9 +148,10 @@ def _{name}(_vectorisation_idx, _numpy_generator, _{name}_buffer, _{name}_buffer
     """{description}, from numpy's generator via a buffer."""
     _next_double = _numpy_generator[0]
     _state = _numpy_generator[1]
+    _mt_address = _numpy_generator[2]
     _index = _{name}_buffer_index[0]
     if _index == 0:
-        _fill_{name}_buffer(_{name}_buffer, _next_double, _state)
+        _fill_{name}_buffer(_{name}_buffer, _next_double, _state, _mt_address)
     value = _{name}_buffer[_index]
     _index += 1
     if _index == len(_{name}_buffer):
@@ -128,27 +161,104 @@ def _{name}(_vectorisation_idx, _numpy_generator, _{name}_buffer, _{name}_buffer
 '''
 
 
+# (_DRAW: one number from the generator; indented for the branches of the fill)
 _FILL_UNIFORM = """\
-    for _k in range(len(_buffer)):
-        _buffer[_k] = _call_next_double(_next_double, _state)"""
+        for _k in range(len(_buffer)):
+            _buffer[_k] = _DRAW"""
 
 # numpy's legacy_gauss: the polar method, two numbers per accepted pair
 _FILL_NORMAL = """\
+        _k = 0
+        while _k < len(_buffer):
+            _x1 = 2.0 * _DRAW - 1.0
+            _x2 = 2.0 * _DRAW - 1.0
+            _r2 = _x1 * _x1 + _x2 * _x2
+            if _r2 >= 1.0 or _r2 == 0.0:
+                continue
+            _f = math.sqrt(-2.0 * math.log(_r2) / _r2)
+            _buffer[_k] = _f * _x2
+            if _k + 1 < len(_buffer):
+                _buffer[_k + 1] = _f * _x1
+            _k += 2"""
+
+# numpy's mt19937_gen and mt19937_next_double (numpy/random/src/mt19937),
+# on the state as a uint32[625] (key, then pos); int64 arithmetic, stored
+# back as uint32
+_MT19937_CODE = f'''
+{HELPER_DECORATOR}
+def _mt19937_twist(_mt, _i, _next, _far):
+    _y = (_numpy.int64(_mt[_i]) & 0x80000000) | (_numpy.int64(_mt[_next]) & 0x7fffffff)
+    _mt[_i] = (_numpy.int64(_mt[_far]) ^ (_y >> 1) ^ (-(_y & 1) & 0x9908b0df)) & 0xffffffff
+
+
+{HELPER_DECORATOR}
+def _mt19937_generate(_mt):
+    """The next 624 words of the state (numpy's mt19937_gen)."""
+    for _i in range(624 - 397):
+        _mt19937_twist(_mt, _i, _i + 1, _i + 397)
+    for _i in range(624 - 397, 623):
+        _mt19937_twist(_mt, _i, _i + 1, _i + 397 - 624)
+    _mt19937_twist(_mt, 623, 0, 396)
+    _mt[624] = 0
+
+
+{HELPER_DECORATOR}
+def _mt19937_temper(_word):
+    _y = _numpy.int64(_word)
+    _y ^= _y >> 11
+    _y ^= (_y << 7) & 0x9d2c5680
+    _y ^= (_y << 15) & 0xefc60000
+    return _y ^ (_y >> 18)
+
+
+{HELPER_DECORATOR}
+def _mt19937_next(_mt):
+    """The next tempered 32-bit word (numpy's mt19937_next)."""
+    if _mt[624] == 624:
+        _mt19937_generate(_mt)
+    _pos = _mt[624]
+    _mt[624] = _pos + 1
+    return _mt19937_temper(_mt[_pos])
+
+
+{HELPER_DECORATOR}
+def _mt19937_double(_a, _b):
+    """numpy's double from two words: 53 random bits."""
+    return ((_a >> 5) * 67108864.0 + (_b >> 6)) / 9007199254740992.0
+
+
+{HELPER_DECORATOR}
+def _mt19937_next_double(_mt):
+    """A double in [0, 1) (numpy's mt19937_next_double)."""
+    _a = _mt19937_next(_mt)
+    return _mt19937_double(_a, _mt19937_next(_mt))
+
+
+{HELPER_DECORATOR}
+def _mt19937_fill(_buffer, _mt):
+    """_buffer[k] = _mt19937_next_double(_mt) for all k, a state's worth at a time."""
     _k = 0
     while _k < len(_buffer):
-        _x1 = 2.0 * _call_next_double(_next_double, _state) - 1.0
-        _x2 = 2.0 * _call_next_double(_next_double, _state) - 1.0
-        _r2 = _x1 * _x1 + _x2 * _x2
-        if _r2 >= 1.0 or _r2 == 0.0:
+        if _mt[624] == 624:
+            _mt19937_generate(_mt)
+        _pos = _numpy.int64(_mt[624])
+        if _pos == 623:  # the two words of the next double span two states
+            _buffer[_k] = _mt19937_next_double(_mt)
+            _k += 1
             continue
-        _f = math.sqrt(-2.0 * math.log(_r2) / _r2)
-        _buffer[_k] = _f * _x2
-        if _k + 1 < len(_buffer):
-            _buffer[_k + 1] = _f * _x1
-        _k += 2"""
+        _pairs = min((624 - _pos) // 2, len(_buffer) - _k)
+        for _j in range(_pairs):
+            _buffer[_k + _j] = _mt19937_double(_mt19937_temper(_mt[_pos + 2 * _j]),
+                                               _mt19937_temper(_mt[_pos + 2 * _j + 1]))
+        _k += _pairs
+        _mt[624] = _pos + 2 * _pairs
+'''
 
-_IMPORT = "from brian2_numba.random import call_next_double as _call_next_double\n"
-RAND_CODE = _IMPORT + _buffered_code("rand", _FILL_UNIFORM, "Uniform random number in [0, 1)")
+_IMPORT = ("from brian2_numba.random import call_next_double as _call_next_double\n"
+           "from brian2_numba.random import mt19937_state as _mt19937_state\n"
+           + _MT19937_CODE)
+RAND_CODE = _IMPORT + _buffered_code("rand", _FILL_UNIFORM, "Uniform random number in [0, 1)",
+                                     "        _mt19937_fill(_buffer, _mt)")
 RANDN_CODE = _IMPORT + _buffered_code("randn", _FILL_NORMAL, "Standard normal random number")
 
 # The same algorithms as Brian's Cython target (numpy's PTRS for lam >= 10,

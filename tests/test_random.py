@@ -247,3 +247,40 @@ def test_restore_random_state_in_new_process(numba_target, tmp_path):
     values_file = tmp_path / "values.npy"
     run_script(RESTORE_IN_NEW_PROCESS, numba_target, state_file, values_file)
     np.testing.assert_equal(np.load(values_file), G2.x[:])
+
+
+def test_mt19937_inline_matches_numpy_from_any_position():
+    """With numpy's MT19937 the refill runs its algorithm inline, on numpy's state:
+    the same numbers and the same state afterwards as numpy's own draws, also
+    when the state's position is odd (a double's two words span two states)
+    and across many regenerations of the state."""
+    for func, skip in [("rand", 0), ("rand", 1), ("rand", 623), ("randn", 1)]:
+        seed(5)
+        generator = np.random.get_bit_generator()
+        assert type(generator) is np.random.MT19937
+        generator.random_raw(skip)  # one 32-bit word each
+        drawn = _draw(45000, func)  # three refills
+        state_after = generator.state["state"]
+        reference = np.random.RandomState(5)
+        reference._bit_generator.random_raw(skip)
+        expected = np.concatenate([getattr(reference, func)(20000) for _ in range(3)])
+        np.testing.assert_array_equal(drawn, expected[:45000], err_msg=f"{func} {skip}")
+        expected_state = reference._bit_generator.state["state"]
+        assert state_after["pos"] == expected_state["pos"]
+        np.testing.assert_array_equal(state_after["key"], expected_state["key"])
+
+
+def test_other_bit_generators_are_drawn_through_next_double():
+    """Any other bit generator (here PCG64) is drawn through its next_double."""
+    original = np.random.get_bit_generator()
+    try:
+        np.random.set_bit_generator(np.random.PCG64(3))
+        seed_state = np.random.get_bit_generator().state
+        seed(None)  # empties the buffers without touching the generator
+        np.random.get_bit_generator().state = seed_state
+        drawn = _draw(25000)
+        reference = np.random.Generator(np.random.PCG64(3))
+        expected = np.concatenate([reference.random(20000), reference.random(20000)])
+        np.testing.assert_array_equal(drawn, expected[:25000])
+    finally:
+        np.random.set_bit_generator(original)
