@@ -69,6 +69,8 @@ from .network import install as _install_network_run  # noqa: E402
 
 _install_network_run()  # Network.run as one compiled loop (prefs ...numba.fused)
 
+from . import introspect  # noqa: E402  (times compilations from now on)
+
 from .collector import freeze_long_lived_objects  # noqa: E402
 
 # last: everything the import created is long-lived (see collector)

@@ -33,6 +33,7 @@ from .cache import load_module
 from .functions import HEADER_IMPORTS
 from .generator import NumbaCodeGenerator
 from .random import RAND_CALL, numpy_generator
+from .overrides import override_for
 from .structures import records_for, spikequeue_for
 from .decorators import HELPER_DECORATOR, numba_decorator
 from .diagnostics import function_at_fault, implementation_names
@@ -213,7 +214,7 @@ class NumbaCodeObject(CodeObject):
     # -- compiling and running ---------------------------------------------
 
     def compile_block(self, block):
-        code = getattr(self.code, block, "").strip()
+        code = override_for(self.name, block) or getattr(self.code, block, "").strip()
         if not code or "EMPTY_CODE_BLOCK" in code:
             return None
         module = load_module(tidy(code))

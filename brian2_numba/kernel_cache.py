@@ -22,6 +22,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import time
 
 from brian2.utils.logger import get_logger
 from numba.core.caching import CompileResultCacheImpl, FunctionCache, IndexDataCacheFile
@@ -145,6 +146,7 @@ class KernelCache(FunctionCache):
         self.enable()
 
     def load_overload(self, sig, target_context):
+        start = time.perf_counter()
         try:
             return super().load_overload(sig, target_context)
         except UntrustedCacheError as exc:
@@ -161,6 +163,8 @@ class KernelCache(FunctionCache):
             )
             with contextlib.suppress(OSError):
                 self.flush()
+        finally:  # for brian2_numba.introspect
+            self.load_seconds = getattr(self, "load_seconds", 0.0) + time.perf_counter() - start
         return None
 
     def save_overload(self, sig, data):

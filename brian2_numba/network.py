@@ -26,6 +26,7 @@ with one INFO line that says why.
 import gc
 import sys
 import time
+import weakref
 
 import numpy as np
 from brian2.core.base import BrianObject, BrianObjectException
@@ -242,10 +243,20 @@ def _report_callback(report):
     )
 
 
+_last_network = None
+
+
+def last_network():
+    """The network that ran last through :func:`network_run`, or None (a weak reference)."""
+    return _last_network() if _last_network is not None else None
+
+
 @check_units(duration=second, report_period=second)
 def network_run(net, duration, report=None, report_period=10 * second, namespace=None,
                 profile=None, level=0):
     """``Network.run`` for the runtime device (see the module docstring)."""
+    global _last_network
+    _last_network = weakref.ref(net)
     device = get_device()
     if profile is None:
         profile = device.build_options.get("profile", False)
