@@ -230,18 +230,22 @@ def _fresh_brian_state(cache_dir):
     global _initial_numba_prefs
     import brian2
     from brian2 import prefs
+    from brian2.devices.device import all_devices
 
     if _initial_numba_prefs is None:
         _initial_numba_prefs = {name: prefs[name] for name in prefs
                                 if name.startswith("codegen.runtime.numba.")}
-    from brian2.devices.device import all_devices
-
     if brian2.get_device() is not all_devices["runtime"]:
         brian2.set_device("runtime")
     brian2.restore_initial_state()  # Brian's prefs, defaultclock.dt, scope; gc
     prefs.update(_initial_numba_prefs)
     prefs.codegen.target = "numba"
     prefs.codegen.runtime.numba.cache_dir = cache_dir
+
+
+def _prepare_worker():
+    """Import Brian and numba on an idle worker while the warm-up compiles."""
+    import brian2_numba  # noqa: F401
 
 
 def _worker_name():
@@ -345,27 +349,31 @@ def _execute(client, simulate, sets, seeds, cache_dir, warmup, progress):
     token = uuid.uuid4().hex[:8]
     bar = tqdm(total=len(sets), desc="sweep", unit="set", disable=not progress,
                file=sys.stderr)
-    warm = None
+    warm = warm_future = None
     futures = []
     try:
         if warmup:
             bar.set_description("sweep (compiling)")
-            future = client.submit(_run_task, simulate, sets[0], seeds[0], cache_dir, True,
-                                   pure=False, key=f"brian2_numba-sweep-{token}-warmup")
-            futures.append(future)
+            for address in client.scheduler_info().get("workers", {}):
+                futures.append(client.submit(_prepare_worker, pure=False, workers=[address],
+                                             key=f"brian2_numba-sweep-{token}-import-{address}"))
+            warm_future = client.submit(_run_task, simulate, sets[0], seeds[0], cache_dir,
+                                        True, pure=False,
+                                        key=f"brian2_numba-sweep-{token}-warmup")
             try:
-                warm = future.result()
+                warm = warm_future.result()
             except Exception as exc:
                 warm = _failed(exc)
             bar.set_description("sweep")
         keys = {}
+        first = len(futures)
         for index, (params, seed) in enumerate(zip(sets, seeds)):
             key = f"brian2_numba-sweep-{token}-{index}"
             keys[key] = index
             futures.append(client.submit(_run_task, simulate, params, seed, cache_dir,
                                          pure=False, key=key))
         outcomes = [None] * len(sets)
-        for future in distributed.as_completed(futures[1 if warmup else 0:]):
+        for future in distributed.as_completed(futures[first:]):
             try:
                 outcomes[keys[future.key]] = future.result()
             except Exception as exc:  # the task itself never raises: dask gave up
@@ -373,7 +381,7 @@ def _execute(client, simulate, sets, seeds, cache_dir, warmup, progress):
             bar.update()
     finally:
         bar.close()
-        client.cancel([future for future in futures if not future.done()])
+        client.cancel([f for f in [warm_future, *futures] if f is not None and not f.done()])
     return warm, outcomes
 
 
