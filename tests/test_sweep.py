@@ -112,6 +112,8 @@ def test_unpicklable_simulate_is_refused_before_any_task():
         sweep(holds_a_lock, {"x": [1]}, progress=False)
     with pytest.raises(TypeError, match="simulate must be a function"):
         sweep("simulate", {"x": [1]}, progress=False)
+    with pytest.raises(TypeError, match="n_workers sets the size of the sweep's own"):
+        sweep(simulate, GRID, client=object(), n_workers=2, progress=False)
 
 
 def test_task_seed_depends_on_seed_and_values_only():
@@ -172,9 +174,16 @@ def test_results_do_not_depend_on_order_or_workers(client, numba_target):
     table = sweep(simulate, sets, client=client, seed=3, cache_dir=numba_target,
                   progress=False, warmup=False)
     _assert_rows_match(table, serially(GRID, 3)[::-1])
-    other_seed = sweep(simulate, sets[:2], client=client, seed=4, cache_dir=numba_target,
-                       progress=False)
-    assert other_seed["task_seed"].tolist() != table["task_seed"].tolist()[:2]
+    assert table.attrs["warmup"] is None
+
+
+def test_progress_bar_and_another_seed(client, numba_target, capsys):
+    sets = parameter_sets(GRID)[:2]
+    table = sweep(simulate, sets, client=client, seed=4, cache_dir=numba_target)
+    err = capsys.readouterr().err
+    assert "sweep (compiling)" in err and "sweep: 100%" in err and "2/2" in err
+    assert table["task_seed"].tolist() == [task_seed(4, p) for p in sets]
+    _assert_rows_match(table, serially(sets, 4))
 
 
 def failing(x):

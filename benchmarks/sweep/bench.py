@@ -161,22 +161,29 @@ def main(ways):
     import platform
 
     results = []
+    import resource
+
     for way in ways:
+        load_start = os.getloadavg()[0]
+        cpu_start = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run([sys.executable, __file__, "--child", way], capture_output=True,
                               text=True)
         wall = time.perf_counter() - start
+        cpu_end = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # every process of the way (workers too), as far as they were waited for
+        cpu = (cpu_end.ru_utime + cpu_end.ru_stime) - (cpu_start.ru_utime + cpu_start.ru_stime)
         if done.returncode:
             print(done.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"{way} failed")
         output = json.loads(done.stdout.strip().splitlines()[-1])
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-        record = {"way": way, "wall_s": round(wall, 2), "points": POINTS, "n": N,
-                  "duration_s": DURATION_S, "load_before_next": load,
+        record = {"way": way, "wall_s": round(wall, 2), "cpu_s": round(cpu, 1),
+                  "points": POINTS, "n": N, "duration_s": DURATION_S,
+                  "load_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
                   "date": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(),
                   **{k: v for k, v in output.items() if k != "rows"}, "rows": output["rows"]}
         results.append(record)
-        print(f"{way:>14}: {wall:6.1f} s  {json.dumps({k: v for k, v in output.items() if k != 'rows'})}",
+        print(f"{way:>14}: {wall:6.1f} s (cpu {cpu:6.1f} s, load {record['load_1min']})  {json.dumps({k: v for k, v in output.items() if k != 'rows'})}",
               flush=True)
     with open(os.path.join(HERE, "results.jsonl"), "a") as f:
         for record in results:
