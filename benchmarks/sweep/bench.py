@@ -11,7 +11,7 @@ cluster start, all simulations):
     python benchmarks/sweep/bench.py all             each of them in a fresh process, then the table
 
 Each run appends one JSON line per way to benchmarks/sweep/results.jsonl;
-``--plot`` draws docs/sweep_rate.png (firing rate against the swept weight)
+``--table`` prints them as the table of docs/benchmarks.md, ``--plot`` draws docs/sweep_rate.png (firing rate against the swept weight)
 from the longest numba-sweep record there. Environment variables
 SWEEP_BENCH_N, SWEEP_BENCH_DURATION (simulated seconds per set) and
 SWEEP_BENCH_POINTS change the size.
@@ -163,6 +163,8 @@ def main(ways):
     results = []
     import resource
 
+    sitting = time.strftime("%Y-%m-%d %H:%M:%S")
+
     for way in ways:
         load_start = os.getloadavg()[0]
         cpu_start = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -180,7 +182,7 @@ def main(ways):
         record = {"way": way, "wall_s": round(wall, 2), "cpu_s": round(cpu, 1),
                   "points": POINTS, "n": N, "duration_s": DURATION_S,
                   "load_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
-                  "date": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(),
+                  "date": time.strftime("%Y-%m-%d %H:%M"), "sitting": sitting, "python": platform.python_version(),
                   **{k: v for k, v in output.items() if k != "rows"}, "rows": output["rows"]}
         results.append(record)
         print(f"{way:>14}: {wall:6.1f} s (cpu {cpu:6.1f} s, load {record['load_1min']})  {json.dumps({k: v for k, v in output.items() if k != 'rows'})}",
@@ -214,10 +216,45 @@ def plot(path=os.path.join(HERE, "results.jsonl"),
     fig.savefig(os.path.abspath(out), dpi=100)
 
 
+def _load_text(record):
+    if "load_1min" in record:
+        return " → ".join(f"{load:.1f}" for load in record["load_1min"])
+    return f"→ {record['load_before_next']:.1f}"  # the first sitting: after the run only
+
+
+def table(path=os.path.join(HERE, "results.jsonl")):
+    """The markdown table of docs/benchmarks.md: every record, grouped by duration."""
+    with open(path) as f:
+        records = [json.loads(line) for line in f]
+    lines = ["| s per set | way | wall (s) | vs numba-serial | CPU (s) | load (1 min) | notes |",
+             "|---|---|---|---|---|---|---|"]
+    serial = None  # the numba-serial record of the same sitting (the one before)
+    for r in records:
+        if r["way"] == "numba-serial":
+            serial = r
+        same = serial and serial["duration_s"] == r["duration_s"] and \
+            serial.get("sitting") == r.get("sitting")
+        base = serial["wall_s"] if same else None
+        ratio = f"{base / r['wall_s']:.2f}×" if base else ""
+        notes = []
+        if "misses" in r:
+            notes.append(f"{r['misses']} kernels compiled")
+        if "warmup_s" in r:
+            notes.append(f"warm-up {r['warmup_s']:.1f} s, mean task {r['task_s_mean']:.1f} s")
+        if "make_s" in r:
+            notes.append(f"make {r['make_s']:.1f} s")
+        lines.append(f"| {r['duration_s']:g} | {r['way']} | {r['wall_s']:.1f} | {ratio} | "
+                     f"{r.get('cpu_s', '')} | {_load_text(r)} | "
+                     f"{', '.join(notes)} |")
+    print("\n".join(lines))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--child":
         _child(sys.argv[2])
     elif sys.argv[1] == "--plot":
         plot()
+    elif sys.argv[1] == "--table":
+        table()
     else:
         main(list(WAYS) if sys.argv[1] == "all" else sys.argv[1:])
