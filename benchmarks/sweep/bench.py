@@ -8,11 +8,12 @@ cluster start, all simulations):
     python benchmarks/sweep/bench.py numba-sweep     brian2_numba.sweep, LocalCluster, 2 workers
     python benchmarks/sweep/bench.py cython-pool     multiprocessing.Pool(2), Cython, one cache
     python benchmarks/sweep/bench.py cpp-run-args    cpp_standalone, built once, device.run(run_args=)
-    python benchmarks/sweep/bench.py all             each of them in a fresh process, then the table
+    python benchmarks/sweep/bench.py all             all four, one after the other
 
 Each run appends one JSON line per way to benchmarks/sweep/results.jsonl;
-``--table`` prints them as the table of docs/benchmarks.md, ``--plot`` draws docs/sweep_rate.png (firing rate against the swept weight)
-from the longest numba-sweep record there. Environment variables
+``--table`` prints them as the table of docs/benchmarks.md, ``--plot`` draws
+docs/sweep_rate.png (firing rate against the swept weight) from the longest
+numba-sweep record there. Environment variables
 SWEEP_BENCH_N, SWEEP_BENCH_DURATION (simulated seconds per set) and
 SWEEP_BENCH_POINTS change the size.
 """
@@ -161,27 +162,37 @@ def main(ways):
     import platform
 
     results = []
-    import resource
+    try:
+        import resource
+    except ImportError:  # Windows: no CPU time of child processes, no load average
+        resource = None
+
+    def children_cpu():
+        if resource is None:
+            return float("nan")
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def load():
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     sitting = time.strftime("%Y-%m-%d %H:%M:%S")
-
     for way in ways:
-        load_start = os.getloadavg()[0]
-        cpu_start = resource.getrusage(resource.RUSAGE_CHILDREN)
+        load_start = load()
+        cpu_start = children_cpu()
         start = time.perf_counter()
         done = subprocess.run([sys.executable, __file__, "--child", way], capture_output=True,
                               text=True)
         wall = time.perf_counter() - start
-        cpu_end = resource.getrusage(resource.RUSAGE_CHILDREN)
         # every process of the way (workers too), as far as they were waited for
-        cpu = (cpu_end.ru_utime + cpu_end.ru_stime) - (cpu_start.ru_utime + cpu_start.ru_stime)
+        cpu = children_cpu() - cpu_start
         if done.returncode:
             print(done.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"{way} failed")
         output = json.loads(done.stdout.strip().splitlines()[-1])
         record = {"way": way, "wall_s": round(wall, 2), "cpu_s": round(cpu, 1),
                   "points": POINTS, "n": N, "duration_s": DURATION_S,
-                  "load_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+                  "load_1min": [round(load_start, 2), round(load(), 2)],
                   "date": time.strftime("%Y-%m-%d %H:%M"), "sitting": sitting, "python": platform.python_version(),
                   **{k: v for k, v in output.items() if k != "rows"}, "rows": output["rows"]}
         results.append(record)
