@@ -193,7 +193,8 @@ def main(ways):
         record = {"way": way, "wall_s": round(wall, 2), "cpu_s": round(cpu, 1),
                   "points": POINTS, "n": N, "duration_s": DURATION_S,
                   "load_1min": [round(load_start, 2), round(load(), 2)],
-                  "date": time.strftime("%Y-%m-%d %H:%M"), "sitting": sitting, "python": platform.python_version(),
+                  "date": time.strftime("%Y-%m-%d %H:%M"), "sitting": sitting,
+                  "python": platform.python_version(),
                   **{k: v for k, v in output.items() if k != "rows"}, "rows": output["rows"]}
         results.append(record)
         print(f"{way:>14}: {wall:6.1f} s (cpu {cpu:6.1f} s, load {record['load_1min']})  {json.dumps({k: v for k, v in output.items() if k != 'rows'})}",
