@@ -152,8 +152,13 @@ WAYS = {"numba-serial": numba_serial, "numba-sweep": numba_sweep,
 
 
 def _child(way):
+    import shutil
+
     cache = tempfile.mkdtemp(prefix="sweep-bench-")
-    rows, extra = WAYS[way](os.path.join(cache, "cache"))
+    try:
+        rows, extra = WAYS[way](os.path.join(cache, "cache"))
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     print(json.dumps({"rows": rows, **extra}))
 
 
