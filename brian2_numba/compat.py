@@ -47,6 +47,7 @@ __all__ = [
     "warns_for_unused_objects",
     "set_network_clocks",
     "maximum_run_time",
+    "set_maximum_run_time",
     "stop_network",
     "network_stopped",
     "set_globally_running",
@@ -148,6 +149,7 @@ def missing_internals():
             BinomialFunction.implementations, dict),
         "RuntimeDevice.get_random_state": lambda: callable(RuntimeDevice.get_random_state),
         "RuntimeDevice.set_random_state": lambda: callable(RuntimeDevice.set_random_state),
+        "Device._set_maximum_run_time": lambda: callable(RuntimeDevice._set_maximum_run_time),
         "Network._globally_stopped": lambda: hasattr(_network_class(), "_globally_stopped"),
         "Network._globally_running": lambda: hasattr(_network_class(), "_globally_running"),
         "Group._check_for_invalid_states": lambda: callable(
@@ -414,6 +416,12 @@ def set_network_clocks(net, clocks):
 def maximum_run_time(device):
     """The device's ``_maximum_run_time`` (set by ``set_device(..., maximum_run_time=)``)."""
     return getattr(device, "_maximum_run_time", None)
+
+
+def set_maximum_run_time(device, seconds):
+    """``Device._set_maximum_run_time``: every ``run()`` stops after ``seconds`` of
+    wall time (``None``: no limit); a sweep's warm-up uses 0."""
+    device._set_maximum_run_time(seconds)
 
 
 def stop_network(net):

@@ -198,3 +198,24 @@ def test_function_return_type():
     assert compat.function_return_type(brian2.Function(counted)) == "integer"
     assert compat.function_return_type(DEFAULT_FUNCTIONS["int"]) == "integer"
     assert compat.function_return_type(object()) == "float"  # no such attribute
+
+
+def test_maximum_run_time_stops_every_run():
+    """A sweep's warm-up: every run() stops after its first steps, then no limit."""
+    from brian2 import NeuronGroup, Network, defaultclock, ms
+
+    device = all_devices["runtime"]
+    net = Network(NeuronGroup(1, "dv/dt = -v/(10*ms) : 1", method="exact"))
+    compat.set_maximum_run_time(device, 0)
+    try:
+        assert compat.maximum_run_time(device) == 0
+        net.run(1000 * ms)
+        assert 0 < net.t < 1000 * ms
+        net.run(1000 * ms)  # the next run() is cut short too
+        assert net.t < 1000 * ms
+    finally:
+        compat.set_maximum_run_time(device, None)
+    assert compat.maximum_run_time(device) is None
+    start = net.t
+    net.run(10 * defaultclock.dt)
+    assert abs(float(net.t - start) - 10 * float(defaultclock.dt)) < 1e-12
