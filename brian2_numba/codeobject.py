@@ -26,13 +26,14 @@ from brian2.core.variables import (
     Subexpression,
 )
 from brian2.utils.logger import get_logger
+from numba.core.dispatcher import Dispatcher
 from numba.core.errors import NumbaError
 
 from . import __version__
 from .cache import load_module
 from .functions import HEADER_IMPORTS
 from .generator import NumbaCodeGenerator
-from .random import RAND_CALL, numpy_generator
+from .random import BUFFER_POSITIONS, RAND_CALL, numpy_generator
 from .overrides import override_for
 from .structures import records_for, spikequeue_for
 from .decorators import HELPER_DECORATOR, numba_decorator
@@ -64,12 +65,16 @@ class _CompiledBlock:
     """
 
     __slots__ = ("main", "parameters", "args", "make_room", "make_room_parameters",
-                 "make_room_args", "path")
+                 "make_room_args", "path", "module_globals")
 
     def __init__(self, module, namespace):
         self.path = module.__file__
+        self.module_globals = vars(module)
         self.main = module.main
         self.parameters = _parameter_names(self.main)
+        positions = [p for p in self.parameters if p in BUFFER_POSITIONS]
+        if positions and isinstance(self.main, Dispatcher):
+            self.main = _with_local_positions(module, self.parameters, positions).main
         self.make_room = getattr(module, "make_room", None)
         self.make_room_parameters = (
             _parameter_names(self.make_room)[1:] if self.make_room else ()
@@ -90,13 +95,22 @@ class _CompiledBlock:
         self.make_room_args = tuple(namespace[p] for p in self.make_room_parameters)
 
 
+def _with_local_positions(module, parameters, positions):
+    """The module of ``random_positions.py_`` for a kernel that draws random numbers."""
+    source = NumbaCodeObject.templater.env.get_template("random_positions.py_").render(
+        kernel_module=module.__name__,
+        parameters=parameters,
+        positions=positions,
+        decorator=numba_decorator(),
+        inline_decorator=numba_decorator(inline=True)[1:],
+        version=NumbaCodeObject.templater.env.globals["version"],
+    )
+    return load_module(tidy(source))
+
+
 def _parameter_names(function):
     return tuple(inspect.signature(getattr(function, "py_func", function)).parameters)
 
-
-def _module_globals(function):
-    """The namespace of the generated module that defines ``function``."""
-    return getattr(function, "py_func", function).__globals__
 
 
 class NumbaCodeObject(CodeObject):
@@ -260,7 +274,7 @@ class NumbaCodeObject(CodeObject):
             where = (f"numba could not compile the '{block}' block of code object "
                      f"'{self.name}' (generated code: {compiled.path})")
             culprit = function_at_fault(
-                exc, _module_globals(compiled.main), compiled.path,
+                exc, compiled.module_globals, compiled.path,
                 implementation_names(self.variables, self),
             )
             raise BrianObjectException(

@@ -17,9 +17,14 @@ __all__ = ["numba_decorator", "HELPER_DECORATOR"]
 HELPER_DECORATOR = '@_numba.njit(inline="always")'
 
 
-def numba_decorator():
-    """The ``@_numba.njit(...)`` line for kernels, from the preferences."""
-    options = [
+def numba_decorator(inline=False):
+    """The ``@_numba.njit(...)`` line for kernels, from the preferences.
+
+    ``inline=True``: the same options for a kernel that another kernel
+    inlines (numba IR inlining; see ``random_positions.py_``).
+    """
+    options = ['inline="always"'] if inline else []
+    options += [
         "nogil=True",
         f"error_model={prefs['codegen.runtime.numba.error_model']!r}",
     ]

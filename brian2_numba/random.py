@@ -39,6 +39,7 @@ from brian2.devices.device import all_devices
 from brian2.utils.stringtools import deindent
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .compat import device_random_buffers, extend_runtime_random_state
@@ -50,6 +51,8 @@ __all__ = [
     "numpy_generator",
     "call_next_double",
     "mt19937_state",
+    "local_int32",
+    "BUFFER_POSITIONS",
     "BUFFER_SIZE",
     "RAND_CALL",
     "RANDN_CALL",
@@ -96,6 +99,27 @@ def mt19937_state(typingctx, state_address):
 
     return signature, codegen
 
+
+@intrinsic
+def local_int32(typingctx):
+    """A pointer to an int32 on the calling kernel's stack.
+
+    As a one-element array (``numba.carray(local_int32(), 1)``) it stands in
+    for a buffer position array while a kernel runs: LLVM keeps it in a
+    register, which it cannot do for an argument array (numba tells it
+    nothing about which arrays alias, so every store to another array could
+    change the position).
+    """
+    signature = types.CPointer(types.int32)()
+
+    def codegen(context, builder, sig, args):
+        return cgutils.alloca_once(builder, context.get_value_type(types.int32))
+
+    return signature, codegen
+
+
+#: kernel parameters holding a position in a random number buffer (int32[1])
+BUFFER_POSITIONS = ("_rand_buffer_index", "_randn_buffer_index")
 
 #: [address of next_double, address of its state, address of the state if
 #: the generator is MT19937, else 0], updated in place

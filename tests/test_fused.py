@@ -169,8 +169,9 @@ def test_report_calls():
     assert calls[0][1:3] == (0.0, 0.0) and calls[-1][2] == 1.0
     assert all(c[3] == 0.001 and c[4] == 4.0 for c in calls)
     middle = calls[1:-1]
-    # one call per report period, give or take the chunk length (~50 ms)
-    assert len(middle) >= int(took / 0.2) - 2, (took, len(middle))
+    # one call per report period, give or take the chunk length (~50 ms);
+    # a loaded machine (CI) can stretch a chunk, so at least half of them
+    assert len(middle) >= int(took / 0.2) // 2 > 0, (took, len(middle))
     assert len(middle) <= took / 0.2 + 1
     gaps = np.diff([c[0] for c in calls[:-1]])
     assert np.all(gaps >= 0.2 - 0.01)
