@@ -2,7 +2,7 @@
 
 numba can only cache functions whose module is importable by name, so each
 generated block is registered in ``sys.modules`` as
-``brian2numba_<hash>`` *before* it executes. The source is executed from
+``brian2_numba_<hash>`` *before* it executes. The source is executed from
 memory, the very text whose hash names it; the ``.gen.py`` file is written
 for the reader (and tracebacks), never imported, so no bytecode file is read
 or written (Python would prefer a planted ``__pycache__/*.pyc``).
@@ -50,7 +50,7 @@ __all__ = [
 
 logger = get_logger(__name__)
 
-MODULE_PREFIX = "brian2numba_"
+MODULE_PREFIX = "brian2_numba_"
 #: the default cache directory's name; not an importable name, so that a
 #: script started next to it cannot import it instead of the package
 CACHE_DIR_NAME = "brian2-numba"
@@ -227,6 +227,7 @@ def _place_source(name, source):
     permissions) is retried once after re-creating the directory, then the
     process continues uncached, with a warning.
     """
+    error = None  # the first attempt's, reported if the second one works
     for attempt in range(2):
         directory, cache_enabled = cache_directory()
         path = os.path.join(directory, name + SOURCE_SUFFIX)

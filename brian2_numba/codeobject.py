@@ -13,29 +13,33 @@ no logging, no introspection.
 import inspect
 
 import numpy as np
-from brian2.codegen.codeobject import CodeObject, check_compiler_kwds, constant_or_scalar
+from brian2.codegen.codeobject import (
+    CodeObject,
+    check_compiler_kwds,
+    constant_or_scalar,
+)
 from brian2.codegen.targets import codegen_targets
 from brian2.codegen.templates import Templater
 from brian2.core.base import BrianObjectException
 from brian2.core.functions import Function
-from brian2.devices.device import get_device
 from brian2.core.variables import (
     ArrayVariable,
     AuxiliaryVariable,
     DynamicArrayVariable,
     Subexpression,
 )
+from brian2.devices.device import get_device
 from brian2.utils.logger import get_logger
 from numba.core.errors import NumbaError
 
 from . import __version__
 from .cache import load_module
+from .diagnostics import function_at_fault, implementation_names
 from .functions import HEADER_IMPORTS
 from .generator import NumbaCodeGenerator
-from .random import RAND_CALL, numpy_generator
+from .njit_lines import HELPER_DECORATOR, numba_decorator
+from .random_numbers import RAND_CALL, numpy_generator
 from .structures import records_for, spikequeue_for
-from .decorators import HELPER_DECORATOR, numba_decorator
-from .diagnostics import function_at_fault, implementation_names
 from .templating import affixed, argument_list, array_names, tidy
 
 __all__ = ["NumbaCodeObject", "KernelCompilationError"]
@@ -107,7 +111,7 @@ class NumbaCodeObject(CodeObject):
         env_globals={
             "numba_decorator": numba_decorator,
             "helper_decorator": HELPER_DECORATOR,
-            "args": argument_list,
+            "argument_list": argument_list,
             "affixed": affixed,
             "array_names": array_names,
             "constant_or_scalar": constant_or_scalar,

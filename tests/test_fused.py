@@ -303,7 +303,7 @@ def test_loop_is_generated_and_cached(numba_target):
     assert first["loop"] == second["loop"] and os.path.exists(first["loop"])
     with open(first["loop"]) as f:
         source = f.read()
-    assert "from template 'network_run'" in source and "from brian2numba_" in source
+    assert "from template 'network_run'" in source and "from brian2_numba_" in source
     assert first["stats"]["misses"] > 0 and second["stats"]["misses"] == 0
     assert first["n"] == second["n"] > 0
 

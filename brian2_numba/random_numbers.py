@@ -35,7 +35,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .compat import device_random_buffers, extend_runtime_random_state
-from .decorators import HELPER_DECORATOR
+from .njit_lines import HELPER_DECORATOR
 
 __all__ = [
     "register_random_functions",
@@ -147,7 +147,7 @@ _FILL_NORMAL = """\
             _buffer[_k + 1] = _f * _x1
         _k += 2"""
 
-_IMPORT = "from brian2_numba.random import call_next_double as _call_next_double\n"
+_IMPORT = "from brian2_numba.random_numbers import call_next_double as _call_next_double\n"
 RAND_CODE = _IMPORT + _buffered_code("rand", _FILL_UNIFORM, "Uniform random number in [0, 1)")
 RANDN_CODE = _IMPORT + _buffered_code("randn", _FILL_NORMAL, "Standard normal random number")
 
