@@ -17,7 +17,6 @@ from brian2 import (
     Synapses,
     defaultclock,
     linked_var,
-    ms,
     prefs,
     second,
     start_scope,

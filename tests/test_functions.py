@@ -164,7 +164,7 @@ def test_timedarray_1d_and_2d():
     ta = TimedArray(values, dt=defaultclock.dt * 2)
     G = NeuronGroup(1, "v = ta(t) : 1", namespace={"ta": ta})
     values2d = np.arange(12.0).reshape(6, 2)
-    ta2 = TimedArray(values2d, dt=defaultclock.dt)
+    ta2 = TimedArray(values2d, dt=defaultclock.dt)  # noqa: F841  (run_regularly finds it by name)
     H = NeuronGroup(2, "v : 1")
     H.run_regularly("v = ta2(t, i)", when="start")
     from brian2 import StateMonitor

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from brian2 import (
     BrianObjectException,
-    NeuronGroup,
     Network,
+    NeuronGroup,
     PopulationRateMonitor,
     SpikeGeneratorGroup,
     SpikeMonitor,
@@ -26,6 +26,7 @@ from conftest import run_script
 
 from brian2_numba.compat import queue_state
 from brian2_numba.structures import spikequeue as queue_module
+
 
 def _root_cause(exc):
     """The error under Brian's BrianObjectExceptions."""
@@ -93,7 +94,7 @@ def test_invalid_delays_raise_errors_naming_pathway_and_value(numba_target):
         "its delay is 1. Gs, " + too_long,
     ]
     assert len(results) == len(expected)
-    for (kind, message), text in zip(results, expected):
+    for (kind, message), text in zip(results, expected, strict=False):
         assert kind == "ValueError"
         assert message.startswith(
             f"Invalid delay for the synaptic pathway 'synapses_pre': {text}"), message
@@ -189,7 +190,7 @@ def test_spikes_within_a_time_step_in_any_order_as_numpy():
         spikes = SpikeMonitor(gen)
         Network(gen, G, S, spikes).run(3 * ms)
         results[target] = (spikes.i[:].copy(), spikes.t_[:].copy(), G.v[:].copy())
-    for numba_result, numpy_result in zip(results["numba"], results["numpy"]):
+    for numba_result, numpy_result in zip(results["numba"], results["numpy"], strict=False):
         np.testing.assert_array_equal(numba_result, numpy_result)
     np.testing.assert_array_equal(results["numpy"][0], [5, 2, 4, 2])
 
@@ -240,7 +241,7 @@ def _simulate(targets, delay):
     """Run 7.35 ms, then 6 ms on the targets in ``targets``; the outcome after each."""
     net, *parts = _switching_network(delay)
     outcomes = []
-    for target, duration in zip(targets, [7.35 * ms, 6 * ms]):
+    for target, duration in zip(targets, [7.35 * ms, 6 * ms], strict=False):
         prefs.codegen.target = target
         net.run(duration)
         outcomes.append(_outcome(*parts))
@@ -248,7 +249,7 @@ def _simulate(targets, delay):
 
 
 def _assert_same(outcomes, reference):
-    for run, (outcome, expected) in enumerate(zip(outcomes, reference)):
+    for run, (outcome, expected) in enumerate(zip(outcomes, reference, strict=False)):
         assert outcome["queue"] == expected["queue"], f"queue after run {run}"
         for key in expected:
             if key != "queue":

@@ -1,8 +1,7 @@
 """Random numbers: numpy's global RandomState is the single source of truth."""
 
 import numpy as np
-from brian2 import NeuronGroup, Network, StateMonitor, defaultclock, ms, prefs, seed
-
+from brian2 import Network, NeuronGroup, StateMonitor, defaultclock, ms, prefs, seed
 from conftest import run_script
 
 

@@ -8,7 +8,12 @@ the recorded values).
 """
 
 from .monitors import PendingRecords, records_for
-from .spikequeue import NumbaSpikeQueue, match_push_code_object, pathway_of, spikequeue_for
+from .spikequeue import (
+    NumbaSpikeQueue,
+    match_push_code_object,
+    pathway_of,
+    spikequeue_for,
+)
 
 __all__ = [
     "NumbaSpikeQueue",
