@@ -1,4 +1,10 @@
-"""Shared fixtures: every test gets the numba target and its own cache directory."""
+"""Shared fixtures: every test gets the numba target and its own cache directory.
+
+Brian's own fixture (``brian2.conftest.setup_and_teardown``) sets the
+preferences and the device before each test, from the defaults with the
+target 'numba' (Brian's ``PreferencePlugin``, as in ``brian2.test``), so no
+test sees another's preferences.
+"""
 
 import os
 import shutil
@@ -7,21 +13,25 @@ import sys
 import textwrap
 
 import pytest
-
-import brian2_numba  # noqa: F401
-from brian2 import prefs, set_device
+from brian2 import prefs
+from brian2.conftest import setup_and_teardown  # noqa: F401  (autouse, see numba_target)
 from brian2.devices import reinit_devices
+
+from brian2_numba.compat import preference_plugin
+
+
+def pytest_configure(config):
+    """Every test starts from Brian's default preferences, with target 'numba'."""
+    prefs.reset_to_defaults()
+    prefs.codegen.target = "numba"
+    config.pluginmanager.register(preference_plugin(dict(prefs)), "brian2_numba_prefs")
 
 
 @pytest.fixture(autouse=True)
-def numba_target(tmp_path):
-    """Target 'numba' with a fresh cache directory; preferences restored after."""
-    prefs._backup()
-    set_device("runtime")
-    prefs.codegen.target = "numba"
+def numba_target(setup_and_teardown, tmp_path):  # noqa: F811  (Brian's fixture first)
+    """A fresh cache directory (the returned path); devices reset afterwards."""
     prefs.codegen.runtime.numba.cache_dir = str(tmp_path / "cache")
     yield tmp_path / "cache"
-    prefs._restore()
     reinit_devices()
 
 
@@ -90,7 +100,6 @@ def unprivileged_prefix():
 # or the default location if argv[1] is '-').
 CACHE_MODEL = """
 import json, sys
-import brian2_numba
 from brian2 import *
 prefs.codegen.target = 'numba'
 if sys.argv[1] != '-':
