@@ -38,8 +38,9 @@ from .diagnostics import function_at_fault, implementation_names
 from .functions import HEADER_IMPORTS
 from .generator import NumbaCodeGenerator
 from .njit_lines import HELPER_DECORATOR, numba_decorator
-from .random_numbers import RAND_CALL, numpy_generator
-from .structures import records_for, spikequeue_for
+from .random_numbers import RAND_ARGUMENTS, RAND_CALL, numpy_generator
+from .structures.queue_arguments import template_names as queue_template_names
+from .structures.registry import structure_for
 from .templating import affixed, argument_list, array_names, tidy
 
 __all__ = ["NumbaCodeObject", "KernelCompilationError"]
@@ -103,7 +104,19 @@ def _module_globals(function):
 
 
 class NumbaCodeObject(CodeObject):
-    """Execute Brian code as numba-compiled kernels (no C++ compiler needed)."""
+    """Execute Brian code as numba-compiled kernels (no C++ compiler needed).
+
+    Brian creates these for the target ``'numba'``
+    (``prefs.codegen.target = 'numba'``); users do not create them.
+
+    Attributes
+    ----------
+    namespace : dict
+        Every value a generated block may take as an argument, under its
+        generated name.
+    source_files : dict
+        ``{block: path}`` of the generated ``.py`` files.
+    """
 
     templater = Templater(
         "brian2_numba",
@@ -117,8 +130,10 @@ class NumbaCodeObject(CodeObject):
             "constant_or_scalar": constant_or_scalar,
             "header_imports": ", ".join(HEADER_IMPORTS),
             "rand_call": RAND_CALL,
+            "rand_arguments": RAND_ARGUMENTS,
             "version": __version__,
             "dtype": np.dtype,
+            "queue": queue_template_names(),
         },
     )
     generator_class = NumbaCodeGenerator
@@ -196,19 +211,13 @@ class NumbaCodeObject(CodeObject):
             self.namespace[f"_var_{name}"] = var
 
     def structures_to_namespace(self):
-        """The numba-side spike queue or monitor recording this template uses."""
-        owner = self.owner
-        if self.template_name in ("synapses", "synapses_push_spikes"):
-            structure = spikequeue_for(self.variables["_queue"])
-        elif self.template_name == "spikemonitor":
-            structure = records_for(owner, sorted(owner.record_variables))
-        elif self.template_name == "statemonitor":
-            structure = records_for(owner, ["t"] + sorted(owner.recorded_variables))
-        elif self.template_name == "ratemonitor":
-            structure = records_for(owner, ["rate", "t"])
-        else:
-            return
-        self.namespace.update(structure.namespace())
+        """The numba-side spike queue or monitor recording this template uses.
+
+        Which template uses which: ``brian2_numba.structures.registry``.
+        """
+        structure = structure_for(self.template_name, self.owner, self.variables)
+        if structure is not None:
+            self.namespace.update(structure.namespace())
 
     def update_namespace(self):
         for name, get_value in self.nonconstant_values:

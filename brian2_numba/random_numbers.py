@@ -43,14 +43,17 @@ __all__ = [
     "numpy_generator",
     "call_next_double",
     "BUFFER_SIZE",
+    "RAND_ARGUMENTS",
     "RAND_CALL",
     "RANDN_CALL",
 ]
 
 BUFFER_SIZE = 20000
 
-#: How generated code calls the two generators (arguments in namespace order).
-RAND_CALL = "_rand(_vectorisation_idx, _numpy_generator, _rand_buffer, _rand_buffer_index)"
+#: How generated code calls the two generators (arguments in namespace order);
+#: a helper that draws numbers takes RAND_ARGUMENTS as its parameters.
+RAND_ARGUMENTS = "_vectorisation_idx, _numpy_generator, _rand_buffer, _rand_buffer_index"
+RAND_CALL = f"_rand({RAND_ARGUMENTS})"
 RANDN_CALL = "_randn(_vectorisation_idx, _numpy_generator, _randn_buffer, _randn_buffer_index)"
 
 
