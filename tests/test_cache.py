@@ -19,6 +19,9 @@ from conftest import CACHE_MODEL as MODEL
 from conftest import run_cache_model as _run_model
 from conftest import run_script, script_env, unprivileged_prefix
 
+#: every test here starts Python processes
+pytestmark = pytest.mark.long
+
 
 @pytest.mark.parametrize("loop", ["fused", "per-object"])
 def test_second_process_compiles_nothing(numba_target, loop):

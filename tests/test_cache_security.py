@@ -16,6 +16,9 @@ import shutil
 import pytest
 from conftest import run_cache_model
 
+#: every test here starts Python processes
+pytestmark = pytest.mark.long
+
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 POSIX = hasattr(os, "geteuid")
 NOBODY = 65534

@@ -77,6 +77,7 @@ for homogeneous, delay, first in [
 """
 
 
+@pytest.mark.long
 def test_invalid_delays_raise_errors_naming_pathway_and_value(numba_target):
     result = run_script(INVALID_DELAYS, numba_target)
     results = [json.loads(line) for line in result.stdout.splitlines()]
@@ -100,6 +101,7 @@ def test_invalid_delays_raise_errors_naming_pathway_and_value(numba_target):
             f"Invalid delay for the synaptic pathway 'synapses_pre': {text}"), message
 
 
+@pytest.mark.long
 def test_delays_that_need_too_much_memory_raise_memory_error(monkeypatch):
     # 2 s at dt = 0.1 ms: 20001 time steps, about 1.9 MB
     monkeypatch.setattr(queue_module, "_physical_memory", lambda: 2**20, raising=False)
@@ -118,6 +120,7 @@ def test_delays_that_need_too_much_memory_raise_memory_error(monkeypatch):
         "of memory.")
 
 
+@pytest.mark.long
 def test_long_delays_queue_like_numpy():
     """Delays of up to 87.6 s at dt = 1 ms: a ring of 87601 time steps, with fewer
     entries per time step than usual (the ring's memory is limited)."""
@@ -166,6 +169,7 @@ for indices, times, is_sorted in [
 """
 
 
+@pytest.mark.long
 def test_too_many_spikes_in_a_time_step_raise_an_error(numba_target):
     result = run_script(TOO_MANY_SPIKES, numba_target)
     duplicates = ("Using a dt of 100. us, some neurons of SpikeGeneratorGroup 'gen' spike "
@@ -178,6 +182,7 @@ def test_too_many_spikes_in_a_time_step_raise_an_error(numba_target):
     ]
 
 
+@pytest.mark.long
 def test_spikes_within_a_time_step_in_any_order_as_numpy():
     results = {}
     for target in ["numba", "numpy"]:
@@ -258,6 +263,7 @@ def _assert_same(outcomes, reference):
 
 
 @pytest.mark.parametrize("kind", DELAYS)
+@pytest.mark.long
 def test_switching_target_between_runs_keeps_spikes_in_flight(kind):
     delay = DELAYS[kind]
     reference = _simulate(["numpy", "numpy"], delay)
@@ -269,6 +275,7 @@ def test_switching_target_between_runs_keeps_spikes_in_flight(kind):
 
 
 @pytest.mark.parametrize("kind", DELAYS)
+@pytest.mark.long
 def test_store_restore_across_target_switches(kind):
     delay = DELAYS[kind]
 

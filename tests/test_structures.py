@@ -142,6 +142,7 @@ def _monitored(target):
     }
 
 
+@pytest.mark.long
 def test_monitors_same_as_numpy_with_flushes_and_growth(monkeypatch):
     # tiny buffers: many flushes, and steps with more spikes than fit at once
     monkeypatch.setattr(monitor_module, "BUFFER_VALUES", 4)
@@ -172,6 +173,7 @@ def test_monitors_readable_during_run():
     assert seen[-1][0] == spikes.num_spikes > 0
 
 
+@pytest.mark.long
 def test_switching_target_between_runs():
     def simulate(second_target):
         start_scope()

@@ -65,6 +65,7 @@ def _deterministic_network(target):
     }
 
 
+@pytest.mark.long
 def test_same_results_as_numpy():
     numba_result = _deterministic_network("numba")
     numpy_result = _deterministic_network("numpy")
@@ -140,6 +141,7 @@ def test_second_run_reuses_compiled_kernels(numba_target):
     assert sources == ours and len(ours) >= 1
 
 
+@pytest.mark.long
 def test_helpers_are_inlined_not_compiled_separately(numba_target):
     """Helpers (here Brian's timestep() and rand()) cost no compilation of their own."""
     G = NeuronGroup(4, "dv/dt = -v / (10*ms) + 0.1*rand()/ms : 1 (unless refractory)",
@@ -155,6 +157,7 @@ def test_helpers_are_inlined_not_compiled_separately(numba_target):
         assert helper.signatures == []
 
 
+@pytest.mark.long
 def test_namespace_values_are_arguments_not_frozen(numba_target):
     """A changed constant is used in the next run (numba freezes globals)."""
     G = NeuronGroup(1, "v : 1")
@@ -176,6 +179,7 @@ def _poisson_spikes(target, rates, duration):
     return M.i[:].copy(), M.t_[:].copy()
 
 
+@pytest.mark.long
 def test_poisson_group():
     """Spike counts as expected from the rates; the numpy target's very spikes.
 
@@ -205,6 +209,7 @@ def test_poisson_group():
     "dtype" not in inspect.signature(StateMonitor.__init__).parameters,
     reason="StateMonitor(dtype=...) is new in Brian 2.11",
 )
+@pytest.mark.long
 def test_statemonitor_dtype():
     G = NeuronGroup(2, "v : 1")
     G.run_regularly("v += 0.5")
