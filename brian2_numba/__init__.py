@@ -11,15 +11,17 @@ Importing the package registers the target ``'numba'``, its preferences
 cache directory (so that ``clear_cache('numba')`` works).
 """
 
-import brian2
+import brian2  # noqa: F401  (Brian first: the version check below reads it)
 
-__version__ = "0.1.0"  # part of every generated file: a new version recompiles
+#: the one source of the version (pyproject.toml reads it); part of every
+#: generated file, so a new version compiles everything again
+__version__ = "0.1.0"
 
 from .compat import check_brian_version, register_cache_directory  # noqa: E402
 
 check_brian_version()  # ImportError on an untested Brian2 (see compat)
 
-from .preferences import register_preferences
+from .preferences import register_preferences  # noqa: E402
 
 register_preferences()
 
@@ -34,7 +36,13 @@ from .functions import register_functions  # noqa: E402
 from .inspection import generated_files  # noqa: E402
 from .trust import make_private_directory  # noqa: E402
 
-__all__ = ["NumbaCodeObject", "cache_stats", "generated_files", "default_cache_directory"]
+__all__ = [
+    "NumbaCodeObject",
+    "cache_stats",
+    "generated_files",
+    "default_cache_directory",
+    "test",
+]
 
 register_functions()
 
@@ -69,8 +77,8 @@ from .network import install as _install_network_run  # noqa: E402
 
 _install_network_run()  # Network.run as one compiled loop (prefs ...numba.fused)
 
-from . import introspect  # noqa: E402  (times compilations from now on)
-
+from . import introspect  # noqa: E402, F401  (times compilations from now on)
+from .brian_suite import test  # noqa: E402
 from .collector import freeze_long_lived_objects  # noqa: E402
 
 # last: everything the import created is long-lived (see collector)

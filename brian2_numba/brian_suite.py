@@ -2,6 +2,8 @@
 
     python -m brian2_numba.brian_suite [-n WORKERS] [--long] [--per-object] [-- PYTEST_ARGS...]
 
+or, from Python, ``brian2_numba.test()`` (like ``brian2cuda.test()``).
+
 Runs ``brian2.test('numba', test_codegen_independent=False, ...)``: every test
 that Brian runs for each code generation target, with this package loaded in
 every pytest-xdist worker (``-p brian2_numba.pytest_plugin``). pytest prints
@@ -12,14 +14,58 @@ with ``prefs.codegen.runtime.numba.fused = False`` (Brian's own loop).
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 
+__all__ = ["test", "main"]
 
 #: read when the preferences are registered (see brian2_numba.preferences)
 FUSED_DEFAULT_VARIABLE = "BRIAN2_NUMBA_FUSED"
 
 
+def test(long_tests=False, per_object=False, workers="auto", additional_args=()):
+    """Run Brian2's test suite on the ``numba`` target, like ``brian2cuda.test()``.
+
+    The suite runs in a new Python process (``python -m
+    brian2_numba.brian_suite``), so it starts from Brian's default
+    preferences and leaves this process's untouched. Needs pytest and
+    pytest-xdist (the ``test`` extra).
+
+    Parameters
+    ----------
+    long_tests : bool, optional
+        Also run Brian's tests marked ``long`` (about 2 more minutes).
+    per_object : bool, optional
+        Run with Brian's own loop (``codegen.runtime.numba.fused = False``)
+        instead of the fused loop.
+    workers : int or str, optional
+        pytest-xdist workers: a number, ``'auto'`` (the default), or 0 to
+        run in one process.
+    additional_args : sequence of str, optional
+        More pytest arguments, e.g. ``['-k', 'monitor']``.
+
+    Returns
+    -------
+    success : bool
+        Whether no test failed.
+
+    Examples
+    --------
+    >>> import brian2_numba
+    >>> brian2_numba.test(additional_args=['-k', 'test_spikemonitor'])  # doctest: +SKIP
+    """
+    command = [sys.executable, "-m", "brian2_numba.brian_suite", "-n", str(workers)]
+    if long_tests:
+        command.append("--long")
+    if per_object:
+        command.append("--per-object")
+    if additional_args:
+        command += ["--", *additional_args]
+    return subprocess.call(command) == 0
+
+
 def main(argv=None):
+    """``python -m brian2_numba.brian_suite``: returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--workers", default="auto",
                         help="pytest-xdist workers ('auto', or 0 for none)")

@@ -2,7 +2,7 @@
 
 numba can only cache functions whose module is importable by name, so each
 generated block is registered in ``sys.modules`` as
-``brian2numba_<hash>`` *before* it executes. The source is executed from
+``brian2_numba_<hash>`` *before* it executes. The source is executed from
 memory, the very text whose hash names it; the ``.gen.py`` file is written
 for the reader (and tracebacks), never imported, so no bytecode file is read
 or written (Python would prefer a planted ``__pycache__/*.pyc``).
@@ -50,7 +50,7 @@ __all__ = [
 
 logger = get_logger(__name__)
 
-MODULE_PREFIX = "brian2numba_"
+MODULE_PREFIX = "brian2_numba_"
 #: the default cache directory's name; not an importable name, so that a
 #: script started next to it cannot import it instead of the package
 CACHE_DIR_NAME = "brian2-numba"
@@ -72,7 +72,16 @@ _unusable_dirs = set()  # cache directories we already warned about
 
 
 def default_cache_directory():
-    """Where kernels go when ``codegen.runtime.numba.cache_dir`` is ``None``."""
+    """Where kernels go when ``codegen.runtime.numba.cache_dir`` is ``None``.
+
+    Returns
+    -------
+    directory : str
+        ``$NUMBA_CACHE_DIR/brian2-numba`` if that variable is set, else
+        ``brian2-numba`` in the user's cache directory (``%LOCALAPPDATA%`` on
+        Windows, ``~/Library/Caches`` on macOS, ``$XDG_CACHE_HOME`` or
+        ``~/.cache`` elsewhere). Neither checked nor created.
+    """
     if os.environ.get("NUMBA_CACHE_DIR"):
         return os.path.join(os.environ["NUMBA_CACHE_DIR"], CACHE_DIR_NAME)
     if sys.platform == "win32":
@@ -107,7 +116,14 @@ def _unusable_reason(directory):
 
 
 def configured_cache_directory():
-    """The cache directory the preferences ask for (not checked or created)."""
+    """The cache directory the preferences ask for (not checked or created).
+
+    Returns
+    -------
+    directory : str
+        The absolute path of ``codegen.runtime.numba.cache_dir``, or of
+        `default_cache_directory` if that preference is ``None``.
+    """
     configured = prefs["codegen.runtime.numba.cache_dir"] or default_cache_directory()
     return os.path.abspath(os.path.expanduser(configured))
 
@@ -227,6 +243,7 @@ def _place_source(name, source):
     permissions) is retried once after re-creating the directory, then the
     process continues uncached, with a warning.
     """
+    error = None  # the first attempt's, reported if the second one works
     for attempt in range(2):
         directory, cache_enabled = cache_directory()
         path = os.path.join(directory, name + SOURCE_SUFFIX)
@@ -297,9 +314,19 @@ def loaded_dispatchers():
 def cache_stats():
     """Totals of numba's cache hits and misses (compilations) in this process.
 
-    Returns a dict with ``kernels`` (number of kernel functions loaded),
-    ``hits`` (signatures loaded from the disk cache) and ``misses``
-    (signatures compiled).
+    Returns
+    -------
+    stats : dict
+        ``kernels``: the number of kernel functions loaded, ``hits``: the
+        signatures loaded from the disk cache, ``misses``: the signatures
+        compiled.
+
+    Examples
+    --------
+    A second process that runs the same model compiles nothing:
+
+    >>> brian2_numba.cache_stats()  # doctest: +SKIP
+    {'kernels': 7, 'hits': 7, 'misses': 0}
     """
     hits = misses = 0
     for dispatcher in _dispatchers:

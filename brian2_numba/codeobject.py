@@ -13,31 +13,36 @@ no logging, no introspection.
 import inspect
 
 import numpy as np
-from brian2.codegen.codeobject import CodeObject, check_compiler_kwds, constant_or_scalar
+from brian2.codegen.codeobject import (
+    CodeObject,
+    check_compiler_kwds,
+    constant_or_scalar,
+)
 from brian2.codegen.targets import codegen_targets
 from brian2.codegen.templates import Templater
 from brian2.core.base import BrianObjectException
 from brian2.core.functions import Function
-from brian2.devices.device import get_device
 from brian2.core.variables import (
     ArrayVariable,
     AuxiliaryVariable,
     DynamicArrayVariable,
     Subexpression,
 )
+from brian2.devices.device import get_device
 from brian2.utils.logger import get_logger
 from numba.core.dispatcher import Dispatcher
 from numba.core.errors import NumbaError
 
 from . import __version__
 from .cache import load_module
+from .diagnostics import function_at_fault, implementation_names
 from .functions import HEADER_IMPORTS
 from .generator import NumbaCodeGenerator
-from .random import BUFFER_POSITIONS, RAND_CALL, numpy_generator
+from .njit_lines import HELPER_DECORATOR, numba_decorator
 from .overrides import override_for
-from .structures import records_for, spikequeue_for
-from .decorators import HELPER_DECORATOR, numba_decorator
-from .diagnostics import function_at_fault, implementation_names
+from .random_numbers import BUFFER_POSITIONS, RAND_ARGUMENTS, RAND_CALL, numpy_generator
+from .structures.queue_arguments import template_names as queue_template_names
+from .structures.registry import structure_for
 from .templating import affixed, argument_list, array_names, tidy
 
 __all__ = ["NumbaCodeObject", "KernelCompilationError"]
@@ -114,7 +119,19 @@ def _parameter_names(function):
 
 
 class NumbaCodeObject(CodeObject):
-    """Execute Brian code as numba-compiled kernels (no C++ compiler needed)."""
+    """Execute Brian code as numba-compiled kernels (no C++ compiler needed).
+
+    Brian creates these for the target ``'numba'``
+    (``prefs.codegen.target = 'numba'``); users do not create them.
+
+    Attributes
+    ----------
+    namespace : dict
+        Every value a generated block may take as an argument, under its
+        generated name.
+    source_files : dict
+        ``{block: path}`` of the generated ``.py`` files.
+    """
 
     templater = Templater(
         "brian2_numba",
@@ -122,14 +139,16 @@ class NumbaCodeObject(CodeObject):
         env_globals={
             "numba_decorator": numba_decorator,
             "helper_decorator": HELPER_DECORATOR,
-            "args": argument_list,
+            "argument_list": argument_list,
             "affixed": affixed,
             "array_names": array_names,
             "constant_or_scalar": constant_or_scalar,
             "header_imports": ", ".join(HEADER_IMPORTS),
             "rand_call": RAND_CALL,
+            "rand_arguments": RAND_ARGUMENTS,
             "version": __version__,
             "dtype": np.dtype,
+            "queue": queue_template_names(),
         },
     )
     generator_class = NumbaCodeGenerator
@@ -207,19 +226,13 @@ class NumbaCodeObject(CodeObject):
             self.namespace[f"_var_{name}"] = var
 
     def structures_to_namespace(self):
-        """The numba-side spike queue or monitor recording this template uses."""
-        owner = self.owner
-        if self.template_name in ("synapses", "synapses_push_spikes"):
-            structure = spikequeue_for(self.variables["_queue"])
-        elif self.template_name == "spikemonitor":
-            structure = records_for(owner, sorted(owner.record_variables))
-        elif self.template_name == "statemonitor":
-            structure = records_for(owner, ["t"] + sorted(owner.recorded_variables))
-        elif self.template_name == "ratemonitor":
-            structure = records_for(owner, ["rate", "t"])
-        else:
-            return
-        self.namespace.update(structure.namespace())
+        """The numba-side spike queue or monitor recording this template uses.
+
+        Which template uses which: ``brian2_numba.structures.registry``.
+        """
+        structure = structure_for(self.template_name, self.owner, self.variables)
+        if structure is not None:
+            self.namespace.update(structure.namespace())
 
     def update_namespace(self):
         for name, get_value in self.nonconstant_values:

@@ -56,6 +56,7 @@ __all__ = [
     "clear_profiling_info",
     "set_loop_file",
     "loop_file",
+    "preference_plugin",
 ]
 
 #: the (major, minor) series of Brian2 that brian2_numba is tested with
@@ -155,6 +156,7 @@ def missing_internals():
         "Group._check_for_invalid_states": lambda: callable(
             _group_class()._check_for_invalid_states),
         "Clock.epsilon_dt": lambda: isinstance(_clock_class().epsilon_dt, float),
+        "brian2.tests.PreferencePlugin": lambda: callable(_preference_plugin_class()),
     }
     for name in ("_full_state", "_restore_from_full_state", "_state_tuple"):
         checks[f"SpikeQueue.{name}"] = lambda name=name: hasattr(_cython_spike_queue(), name)
@@ -463,3 +465,23 @@ def set_loop_file(net, path):
 def loop_file(net):
     """The generated loop file of a network's last fused run, or None."""
     return getattr(net, "_brian2_numba_loop_file", None)
+
+
+# -- the test suites (tests/conftest.py, brian2_numba.brian_suite) -----------------------
+
+
+def _preference_plugin_class():
+    from brian2.tests import PreferencePlugin
+
+    return PreferencePlugin
+
+
+def preference_plugin(preferences):
+    """Brian's pytest plugin that hands ``preferences`` to every test.
+
+    ``brian2.tests.PreferencePlugin``: with it, the fixture
+    ``brian2.conftest.setup_and_teardown`` sets these preferences (and the
+    runtime device) before each test, in this process and in pytest-xdist's
+    workers, as in ``brian2.test``.
+    """
+    return _preference_plugin_class()(preferences)

@@ -25,8 +25,8 @@ from .compat import (
     register_timedarray_implementation,
     timedarray_find_K,
 )
-from .decorators import HELPER_DECORATOR
-from .random import RAND_CALL, RANDN_CALL, register_random_functions
+from .njit_lines import HELPER_DECORATOR
+from .random_numbers import RAND_CALL, RANDN_CALL, register_random_functions
 
 __all__ = ["register_functions", "HEADER_IMPORTS", "python_function_source"]
 

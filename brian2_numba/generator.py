@@ -14,6 +14,7 @@ global.
 import copy
 import itertools
 
+from brian2.codegen.generators.base import CodeGenerator
 from brian2.codegen.translation import get_identifiers_recursively
 from brian2.core.functions import Function
 from brian2.core.variables import (
@@ -22,7 +23,6 @@ from brian2.core.variables import (
     Constant,
     Subexpression,
 )
-from brian2.codegen.generators.base import CodeGenerator
 from brian2.parsing.bast import brian_dtype_from_dtype
 from brian2.parsing.rendering import NodeRenderer
 from brian2.utils.stringtools import deindent, indent, word_substitute

@@ -37,13 +37,27 @@ def _code_objects(obj):
 
 
 def generated_files(obj):
-    """``{code object name: {block: path}}`` of the generated ``.py`` files.
+    """The generated ``.py`` files of an object's code objects.
 
-    ``obj`` is a `Network`, a Brian object (its contained objects included,
-    e.g. a `Synapses` object's pathways) or a code object. Code objects exist
-    once the object took part in a ``run()``. For a network whose last run
-    was fused (``prefs.codegen.runtime.numba.fused``), the network's own
-    name maps to ``{'loop': path}``, its compiled simulation loop.
+    Parameters
+    ----------
+    obj : Network, BrianObject or CodeObject
+        A network, a Brian object (its contained objects included, e.g. a
+        ``Synapses`` object's pathways) or a code object. Code objects exist
+        once the object took part in a ``run()``.
+
+    Returns
+    -------
+    files : dict
+        ``{code object name: {block: path}}``. For a network whose last run
+        was fused (``prefs.codegen.runtime.numba.fused``), the network's own
+        name maps to ``{'loop': path}``, its compiled simulation loop.
+
+    Examples
+    --------
+    >>> for name, blocks in brian2_numba.generated_files(net).items():  # doctest: +SKIP
+    ...     print(name, blocks)
+    neurongroup_stateupdater_codeobject {'run': '/home/me/.cache/brian2-numba/brian2_numba_<hash>.gen.py'}
     """
     files = {codeobj.name: codeobj.source_files for codeobj in _code_objects(obj)}
     if isinstance(obj, Network) and compat.loop_file(obj):

@@ -34,7 +34,7 @@ from numba.core.errors import NumbaError
 
 from . import compat
 from .cache import load_module
-from .codeobject import NumbaCodeObject, _CompiledBlock
+from .codeobject import _CompiledBlock
 from .inspection import _code_objects
 from .network import last_network
 from .overrides import remove_overrides, set_override
@@ -102,10 +102,8 @@ def _matching(pattern, net):
 class Table:
     """Rows of values with column names: text in a terminal, HTML in Jupyter.
 
-    Attributes
-    ----------
-    columns : list of str
-    rows : list of tuple
+    ``columns`` is the list of column names, ``rows`` the list of rows
+    (tuples), ``column(name)`` the values of one column.
     """
 
     def __init__(self, columns, rows):
@@ -126,7 +124,7 @@ class Table:
     def __str__(self):
         cells = [self.columns] + [[_text(v) for v in row] for row in self.rows]
         widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in cells]
         lines.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join(lines)
 
@@ -254,7 +252,7 @@ def params(pattern, block="run", net=None):
     rows = []
     for codeobj in _matching(pattern, net):
         compiled = _block(codeobj, block)
-        for name, value in zip(compiled.parameters, compiled.args):
+        for name, value in zip(compiled.parameters, compiled.args, strict=False):
             rows.append((codeobj.name, name, *_value(value)))
     return Table(["code object", "parameter", "type", "dtype", "shape", "value"], rows)
 

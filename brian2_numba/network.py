@@ -46,7 +46,7 @@ from numba.core.errors import NumbaError
 from . import compat
 from .cache import load_module
 from .codeobject import NumbaCodeObject
-from .decorators import numba_decorator
+from .njit_lines import numba_decorator
 from .templating import tidy
 
 __all__ = ["install", "network_run"]

@@ -18,7 +18,10 @@ def _is_optional_str(value):
 
 
 def register_preferences():
-    """Register the ``codegen.runtime.numba`` category (idempotent)."""
+    """Register the ``codegen.runtime.numba`` category (idempotent).
+
+    Called on import of :mod:`brian2_numba`.
+    """
     if "codegen.runtime.numba.cache_dir" in prefs:
         return
     prefs.register_preferences(

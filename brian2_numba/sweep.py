@@ -90,7 +90,7 @@ def parameter_sets(params):
             values.append(value)
         if not names:
             raise ValueError("The parameter grid is empty: it names no parameters.")
-        return [dict(zip(names, combination)) for combination in itertools.product(*values)]
+        return [dict(zip(names, combination, strict=False)) for combination in itertools.product(*values)]
     if isinstance(params, (list, tuple)):
         if not params:
             raise ValueError("The list of parameter sets is empty.")
@@ -367,7 +367,7 @@ def _execute(client, simulate, sets, seeds, cache_dir, warmup, progress):
             bar.set_description("sweep")
         keys = {}
         first = len(futures)
-        for index, (params, seed) in enumerate(zip(sets, seeds)):
+        for index, (params, seed) in enumerate(zip(sets, seeds, strict=False)):
             key = f"brian2_numba-sweep-{token}-{index}"
             keys[key] = index
             futures.append(client.submit(_run_task, simulate, params, seed, cache_dir,
@@ -388,7 +388,7 @@ def _execute(client, simulate, sets, seeds, cache_dir, warmup, progress):
 def _table(sets, seeds, outcomes, warm):
     rows = []
     tracebacks = {}
-    for index, (params, seed, outcome) in enumerate(zip(sets, seeds, outcomes)):
+    for index, (params, seed, outcome) in enumerate(zip(sets, seeds, outcomes, strict=False)):
         row = dict(params)
         row.update(outcome["result"] or {})
         row.update(task_seed=seed, wall_time=outcome["wall_time"], worker=outcome["worker"],

@@ -24,15 +24,15 @@ pick_python() {
     [ -n "$PYTHON" ] || { echo "Needs Python 3.13 or 3.12 (on PATH or in pyenv)" >&2; exit 1; }
 }
 
-# make_venv DIR PYTHON BRIAN_SPEC: create (or reuse) a venv with brian2_numba
-# and its test and sweep extras.
+# make_venv DIR PYTHON BRIAN_SPEC [EXTRAS]: create (or reuse) a venv with
+# brian2_numba and its extras (default: test,sweep).
 make_venv() {
-    local dir="$1" python="$2" brian="$3"
+    local dir="$1" python="$2" brian="$3" extras="${4:-test,sweep}"
     if [ ! -x "$dir/bin/python" ]; then
         "$python" -m venv "$dir"
     fi
     "$dir/bin/python" -m pip install --quiet --upgrade pip >/dev/null
-    "$dir/bin/python" -m pip install --quiet "$brian" -e "$ROOT[test,sweep]" 2>&1 |
+    "$dir/bin/python" -m pip install --quiet "$brian" -e "$ROOT[$extras]" 2>&1 |
         grep -v "^WARNING: Location" || true
     "$dir/bin/python" -c "import brian2, numba, brian2_numba; print(f'{\"$dir\"}: Python {__import__(\"sys\").version.split()[0]}, Brian2 {brian2.__version__}, numba {numba.__version__}')"
 }

@@ -17,7 +17,6 @@ from brian2 import (
     Synapses,
     defaultclock,
     linked_var,
-    ms,
     prefs,
     second,
     start_scope,
@@ -89,6 +88,7 @@ def test_pre_variable_in_on_post():
     assert list(like_numpy(build, "x_pre += 1\nw = y_pre")["w"]) == [2, 2]
 
 
+@pytest.mark.long
 def test_subexpression_of_target():
     """``u`` and ``u_post`` (``u = v + 10`` in the target) follow writes to ``v``."""
 
@@ -103,6 +103,7 @@ def test_subexpression_of_target():
     assert list(result["w2"]) == [11, 11]
 
 
+@pytest.mark.long
 def test_synaptic_subexpression():
     """A synaptic subexpression of ``v_post`` is recomputed after ``v += 1``.
 
@@ -142,6 +143,7 @@ def test_summed_variable_target():
     assert list(result["w2"]) == [2, 2]
 
 
+@pytest.mark.long
 def test_pathways_on_subgroups():
     """Both pathways of synapses between two subgroups of one group."""
 
@@ -160,6 +162,7 @@ def test_pathways_on_subgroups():
     assert list(result["v"]) == [10, 10, 1, 1]
 
 
+@pytest.mark.long
 def test_synaptic_variable_of_target_synapses():
     """Synapses onto synapses: the target's ``w`` is ``w`` and ``w_post``."""
 
@@ -185,6 +188,7 @@ def refractory_target():
     )
 
 
+@pytest.mark.long
 def test_conditional_write_through_two_names():
     """``(unless refractory)`` holds for ``v`` and ``v_post`` alike."""
 
@@ -200,6 +204,7 @@ def test_conditional_write_through_two_names():
 
 
 @pytest.mark.parametrize("side", ["post", "pre"])
+@pytest.mark.long
 def test_condition_of_conditional_write_under_another_name(side):
     """The write sees the ``not_refractory`` just set as ``not_refractory_<side>``.
 
@@ -283,6 +288,7 @@ def test_group_variable_set():
     "are separate locals even where i == j (as on Cython); numpy's vectorised "
     "statements see each other's writes",
 )
+@pytest.mark.long
 def test_pre_and_post_of_one_group_are_not_aliases():
     """Documents the one difference left: autapses read ``v_pre`` before ``v_post += 1``."""
 

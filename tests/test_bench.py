@@ -21,6 +21,7 @@ TIMINGS = ["t_import", "t_construct", "t_first_run", "t_first_result", "t_second
            "t_per_step", "t_process", "peak_rss_mb"]
 
 
+@pytest.mark.long
 def test_cli_end_to_end(tmp_path, capsys):
     """One real run (quick sizes, numpy and numba; cython and cpp_standalone
     requested, but CC/CXX point nowhere, so they are skipped), then its checks.

@@ -15,10 +15,12 @@ import sys
 import tempfile
 
 import pytest
-
 from conftest import CACHE_MODEL as MODEL
 from conftest import run_cache_model as _run_model
 from conftest import run_script, script_env, unprivileged_prefix
+
+#: every test here starts Python processes
+pytestmark = pytest.mark.long
 
 
 @pytest.mark.parametrize("loop", ["fused", "per-object"])
@@ -118,7 +120,7 @@ def test_read_only_cache_dir_runs_uncached(numba_target):
     try:
         readonly = os.path.join(shared, "cache")
         shutil.copytree(numba_target, readonly)
-        for folder, dirs, files in os.walk(shared):
+        for folder, _dirs, files in os.walk(shared):
             os.chmod(folder, 0o555)
             for name in files:
                 os.chmod(os.path.join(folder, name), 0o444)
@@ -128,7 +130,7 @@ def test_read_only_cache_dir_runs_uncached(numba_target):
         assert output["i"] == reference["i"] and output["t"] == reference["t"]
         assert output["stats"]["hits"] == 0
     finally:
-        for folder, dirs, files in os.walk(shared):
+        for folder, _dirs, _files in os.walk(shared):
             os.chmod(folder, 0o755)
         shutil.rmtree(shared)
 
@@ -138,7 +140,7 @@ def test_cache_is_private(numba_target):
     """Directories 0700, files 0600 (numba's own default: 0755 and 0644)."""
     _run_model(numba_target)
     modes = {}
-    for folder, dirs, files in os.walk(numba_target):
+    for folder, _dirs, files in os.walk(numba_target):
         modes[folder] = stat.S_IMODE(os.stat(folder).st_mode)
         for name in files:
             modes[os.path.join(folder, name)] = stat.S_IMODE(

@@ -14,8 +14,10 @@ import pickle
 import shutil
 
 import pytest
-
 from conftest import run_cache_model
+
+#: every test here starts Python processes
+pytestmark = pytest.mark.long
 
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 POSIX = hasattr(os, "geteuid")
@@ -142,7 +144,7 @@ def test_shared_numba_cache_dir_with_a_planted_directory(reference, tmp_path):
     planted = shared / "brian2-numba"
     shutil.copytree(cache_dir, planted)
     _plant_pickles(planted / "kernels", _kernel_names(cache_dir), marker)
-    for folder, dirs, files in os.walk(planted):
+    for folder, _dirs, files in os.walk(planted):
         os.chown(folder, NOBODY, NOBODY)
         os.chmod(folder, 0o755)
         for name in files:

@@ -76,6 +76,7 @@ else:
 
 
 @pytest.mark.parametrize("allow", [None, "1"])
+@pytest.mark.long
 def test_import_on_untested_brian(allow):
     env = {k: v for k, v in os.environ.items() if k != compat.ALLOW_UNTESTED_VARIABLE}
     if allow:
@@ -110,6 +111,7 @@ def test_cache_directory_registration():
         del brian2._cache_dirs_and_extensions["compat_test"]
 
 
+@pytest.mark.long
 def test_pathway_delays_homogeneous_and_heterogeneous():
     G = NeuronGroup(3, "v : 1", threshold="False")
     S1 = Synapses(G, G, on_pre="v += 1", delay=2 * ms)
@@ -202,7 +204,7 @@ def test_function_return_type():
 
 def test_maximum_run_time_stops_every_run():
     """A sweep's warm-up: every run() stops after its first steps, then no limit."""
-    from brian2 import NeuronGroup, Network, defaultclock, ms
+    from brian2 import Network, NeuronGroup, defaultclock, ms
 
     device = all_devices["runtime"]
     net = Network(NeuronGroup(1, "dv/dt = -v/(10*ms) : 1", method="exact"))

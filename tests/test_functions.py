@@ -47,11 +47,13 @@ def defaultclock_dt():
         ("ceil", np.ceil), ("floor", np.floor),
     ],
 )
+@pytest.mark.long
 def test_math_functions(func, reference):
     x = np.array([-1.5, -0.5, 0.0, 0.25, 1.75])
     np.testing.assert_allclose(_evaluate(f"{func}(x)", values=x), reference(x), rtol=1e-14)
 
 
+@pytest.mark.long
 def test_functions_with_domains():
     x = np.array([0.1, 0.5, 1.0, 2.0, 10.0])
     np.testing.assert_allclose(_evaluate("log(x)", values=x), np.log(x), rtol=1e-14)
@@ -63,6 +65,7 @@ def test_functions_with_domains():
     np.testing.assert_allclose(_evaluate("arccos(x)", values=y), np.arccos(y), rtol=1e-14)
 
 
+@pytest.mark.long
 def test_exprel_clip_int_timestep():
     x = np.array([-3.0, -1e-20, 0.0, 1e-5, 2.5])
     np.testing.assert_allclose(
@@ -157,6 +160,7 @@ def test_division_by_zero_error_model_python_for_each_operation(name):
     assert isinstance(exc.value.__cause__, ZeroDivisionError)
 
 
+@pytest.mark.long
 def test_timedarray_1d_and_2d():
     from brian2 import defaultclock
 
@@ -164,7 +168,7 @@ def test_timedarray_1d_and_2d():
     ta = TimedArray(values, dt=defaultclock.dt * 2)
     G = NeuronGroup(1, "v = ta(t) : 1", namespace={"ta": ta})
     values2d = np.arange(12.0).reshape(6, 2)
-    ta2 = TimedArray(values2d, dt=defaultclock.dt)
+    ta2 = TimedArray(values2d, dt=defaultclock.dt)  # noqa: F841  (run_regularly finds it by name)
     H = NeuronGroup(2, "v : 1")
     H.run_regularly("v = ta2(t, i)", when="start")
     from brian2 import StateMonitor
@@ -214,6 +218,7 @@ def _assert_moments(samples, distribution):
 
 
 @pytest.mark.parametrize("n, p", [(100, 0.1), (20, 0.8)])  # p > 0.5: n - X
+@pytest.mark.long
 def test_binomial_inversion_distribution(n, p):
     binomial = BinomialFunction(n, p, approximate=False)
     samples = _sample("numba", "binomial()", namespace={"binomial": binomial})
@@ -227,6 +232,7 @@ def test_binomial_inversion_distribution(n, p):
     np.testing.assert_array_equal(samples, numpy_samples)
 
 
+@pytest.mark.long
 def test_binomial_normal_approximation_distribution():
     n, p = 1000, 0.3
     binomial = BinomialFunction(n, p)  # n*p > 5 and n*(1-p) > 5: normal approximation
@@ -379,6 +385,7 @@ def _call_default_function(target, name):
     return G.y[:].copy()
 
 
+@pytest.mark.long
 def test_all_default_functions_have_numba_implementations():
     """Every function Brian defines runs in a numba kernel, with the numpy target's result."""
     from brian2_numba import NumbaCodeObject
@@ -439,6 +446,7 @@ def test_typing_error_inside_the_function_names_it():
     assert "add(float64, " in str(cause)
 
 
+@pytest.mark.long
 def test_uncompiled_implementation_names_the_function():
     message, _ = _error_of("not_jitted", '''
         def not_jitted(x):

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import pytest
 from brian2 import (
+    Hz,
     Network,
     NeuronGroup,
     PoissonGroup,
@@ -26,7 +27,6 @@ from brian2 import (
     SpikeMonitor,
     StateMonitor,
     Synapses,
-    Hz,
     defaultclock,
     ms,
     mV,
@@ -38,8 +38,6 @@ from brian2 import (
 )
 from brian2.codegen.runtime.numpy_rt import NumpyCodeObject
 from brian2.utils.logger import catch_logs
-
-import brian2_numba
 from conftest import script_env
 
 
@@ -228,7 +226,7 @@ def test_inputs_and_summed_variables():
 
 
 def test_spatial_neuron():
-    from brian2 import Cylinder, SpatialNeuron, cm, msiemens, ohm, ufarad, um, uA
+    from brian2 import Cylinder, SpatialNeuron, cm, msiemens, ohm, uA, ufarad, um
 
     def build():
         morpho = Cylinder(length=1 * cm, diameter=20 * um, n=40)
@@ -304,7 +302,7 @@ def test_loop_is_generated_and_cached(numba_target):
     assert first["loop"] == second["loop"] and os.path.exists(first["loop"])
     with open(first["loop"]) as f:
         source = f.read()
-    assert "from template 'network_run'" in source and "from brian2numba_" in source
+    assert "from template 'network_run'" in source and "from brian2_numba_" in source
     assert first["stats"]["misses"] > 0 and second["stats"]["misses"] == 0
     assert first["n"] == second["n"] > 0
 

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from brian2 import NeuronGroup, Network, SpikeMonitor, Synapses, ms, prefs, start_scope
+from brian2 import Network, NeuronGroup, SpikeMonitor, Synapses, ms, prefs, start_scope
 
 import brian2_numba.introspect as introspect
 
@@ -35,7 +35,7 @@ def test_list_shows_every_code_object_and_its_kernel():
     names = table.column("code object")
     assert "introspected_stateupdater_codeobject" in names
     assert "synapses_pre_push_spikes" in names and f"{net.name} (loop)" in names
-    templates = dict(zip(names, table.column("template")))
+    templates = dict(zip(names, table.column("template"), strict=False))
     assert templates["introspected_stateupdater_codeobject"] == "stateupdate"
     for path in table.column("kernel file"):
         assert path is None or os.path.exists(path)
@@ -51,9 +51,9 @@ def test_source_params_and_namespace():
     code = introspect.source("*stateupdater*")
     assert "from template 'stateupdate'" in code and "def main(" in code
     params = introspect.params("*stateupdater*", net=net)
-    values = dict(zip(params.column("parameter"), params.column("value")))
+    values = dict(zip(params.column("parameter"), params.column("value"), strict=False))
     assert values["N"] == 5 and values["_array_introspected_v"] is None
-    shapes = dict(zip(params.column("parameter"), params.column("shape")))
+    shapes = dict(zip(params.column("parameter"), params.column("shape"), strict=False))
     assert shapes["_array_introspected_v"] == (5,)
     assert "_owner" in introspect.namespace("*stateupdater*").column("name")
     assert isinstance(introspect.source("introspected_*"), dict)  # several match

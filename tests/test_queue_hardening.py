@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from brian2 import (
     BrianObjectException,
-    NeuronGroup,
     Network,
+    NeuronGroup,
     PopulationRateMonitor,
     SpikeGeneratorGroup,
     SpikeMonitor,
@@ -26,6 +26,7 @@ from conftest import run_script
 
 from brian2_numba.compat import queue_state
 from brian2_numba.structures import spikequeue as queue_module
+
 
 def _root_cause(exc):
     """The error under Brian's BrianObjectExceptions."""
@@ -76,6 +77,7 @@ for homogeneous, delay, first in [
 """
 
 
+@pytest.mark.long
 def test_invalid_delays_raise_errors_naming_pathway_and_value(numba_target):
     result = run_script(INVALID_DELAYS, numba_target)
     results = [json.loads(line) for line in result.stdout.splitlines()]
@@ -93,12 +95,13 @@ def test_invalid_delays_raise_errors_naming_pathway_and_value(numba_target):
         "its delay is 1. Gs, " + too_long,
     ]
     assert len(results) == len(expected)
-    for (kind, message), text in zip(results, expected):
+    for (kind, message), text in zip(results, expected, strict=False):
         assert kind == "ValueError"
         assert message.startswith(
             f"Invalid delay for the synaptic pathway 'synapses_pre': {text}"), message
 
 
+@pytest.mark.long
 def test_delays_that_need_too_much_memory_raise_memory_error(monkeypatch):
     # 2 s at dt = 0.1 ms: 20001 time steps, about 1.9 MB
     monkeypatch.setattr(queue_module, "_physical_memory", lambda: 2**20, raising=False)
@@ -117,6 +120,7 @@ def test_delays_that_need_too_much_memory_raise_memory_error(monkeypatch):
         "of memory.")
 
 
+@pytest.mark.long
 def test_long_delays_queue_like_numpy():
     """Delays of up to 87.6 s at dt = 1 ms: a ring of 87601 time steps, with fewer
     entries per time step than usual (the ring's memory is limited)."""
@@ -165,6 +169,7 @@ for indices, times, is_sorted in [
 """
 
 
+@pytest.mark.long
 def test_too_many_spikes_in_a_time_step_raise_an_error(numba_target):
     result = run_script(TOO_MANY_SPIKES, numba_target)
     duplicates = ("Using a dt of 100. us, some neurons of SpikeGeneratorGroup 'gen' spike "
@@ -177,6 +182,7 @@ def test_too_many_spikes_in_a_time_step_raise_an_error(numba_target):
     ]
 
 
+@pytest.mark.long
 def test_spikes_within_a_time_step_in_any_order_as_numpy():
     results = {}
     for target in ["numba", "numpy"]:
@@ -189,7 +195,7 @@ def test_spikes_within_a_time_step_in_any_order_as_numpy():
         spikes = SpikeMonitor(gen)
         Network(gen, G, S, spikes).run(3 * ms)
         results[target] = (spikes.i[:].copy(), spikes.t_[:].copy(), G.v[:].copy())
-    for numba_result, numpy_result in zip(results["numba"], results["numpy"]):
+    for numba_result, numpy_result in zip(results["numba"], results["numpy"], strict=False):
         np.testing.assert_array_equal(numba_result, numpy_result)
     np.testing.assert_array_equal(results["numpy"][0], [5, 2, 4, 2])
 
@@ -240,7 +246,7 @@ def _simulate(targets, delay):
     """Run 7.35 ms, then 6 ms on the targets in ``targets``; the outcome after each."""
     net, *parts = _switching_network(delay)
     outcomes = []
-    for target, duration in zip(targets, [7.35 * ms, 6 * ms]):
+    for target, duration in zip(targets, [7.35 * ms, 6 * ms], strict=False):
         prefs.codegen.target = target
         net.run(duration)
         outcomes.append(_outcome(*parts))
@@ -248,7 +254,7 @@ def _simulate(targets, delay):
 
 
 def _assert_same(outcomes, reference):
-    for run, (outcome, expected) in enumerate(zip(outcomes, reference)):
+    for run, (outcome, expected) in enumerate(zip(outcomes, reference, strict=False)):
         assert outcome["queue"] == expected["queue"], f"queue after run {run}"
         for key in expected:
             if key != "queue":
@@ -257,6 +263,7 @@ def _assert_same(outcomes, reference):
 
 
 @pytest.mark.parametrize("kind", DELAYS)
+@pytest.mark.long
 def test_switching_target_between_runs_keeps_spikes_in_flight(kind):
     delay = DELAYS[kind]
     reference = _simulate(["numpy", "numpy"], delay)
@@ -268,6 +275,7 @@ def test_switching_target_between_runs_keeps_spikes_in_flight(kind):
 
 
 @pytest.mark.parametrize("kind", DELAYS)
+@pytest.mark.long
 def test_store_restore_across_target_switches(kind):
     delay = DELAYS[kind]
 
@@ -339,7 +347,7 @@ def test_queue_is_prepared_again_only_when_something_changed(monkeypatch):
                lambda: S.connect(i=0, j=3),
                lambda: None]
     expected = [1, 1, 2, 2, 3, 4, 4]
-    for change, count in zip(changes, expected):
+    for change, count in zip(changes, expected, strict=False):
         change()
         net.run(1 * ms)
         assert len(builds) == count

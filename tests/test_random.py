@@ -1,8 +1,8 @@
 """Random numbers: numpy's global RandomState is the single source of truth."""
 
 import numpy as np
-from brian2 import NeuronGroup, Network, StateMonitor, defaultclock, ms, prefs, seed
-
+import pytest
+from brian2 import Network, NeuronGroup, StateMonitor, defaultclock, ms, prefs, seed
 from conftest import run_script
 
 
@@ -14,6 +14,7 @@ def _draw(n=1000, func="rand"):
     return G.x[:].copy()
 
 
+@pytest.mark.long
 def test_seed_makes_runs_reproducible():
     seed(42)
     a, an = _draw(), _draw(func="randn")
@@ -63,6 +64,7 @@ np.savez(sys.argv[2], **results)
 """
 
 
+@pytest.mark.long
 def test_numpy_seed_alone_drives_the_kernels(numba_target, tmp_path):
     """np.random.seed, without Brian's seed(), decides every number the kernels draw.
 
@@ -89,6 +91,7 @@ def _draw_with(target, n, func="rand"):
     return _draw(n, func)
 
 
+@pytest.mark.long
 def test_brian_seed_resets_numpy_and_the_buffers():
     """Brian's seed() also discards what is left in the buffers."""
     for func in ("rand", "randn"):
@@ -146,6 +149,7 @@ def _noisy_model(target):
     return M.v[:].copy()
 
 
+@pytest.mark.long
 def test_noisy_model_same_as_numpy():
     """xi draws numpy's randn stream, in the numpy target's order: identical results.
 
@@ -160,6 +164,7 @@ def test_noisy_model_same_as_numpy():
     np.testing.assert_array_equal(_noisy_model("numba"), numba_v)
 
 
+@pytest.mark.long
 def test_ornstein_uhlenbeck_variance():
     """Many independent OU processes: their spread is the analytic one.
 
@@ -200,6 +205,7 @@ def test_ornstein_uhlenbeck_variance():
     assert abs(sample_rho - rho) < 5 * (1 - rho**2) / np.sqrt(n_neurons)
 
 
+@pytest.mark.long
 def test_store_restore_random_state():
     G = NeuronGroup(500, "x : 1")
     G.run_regularly("x = rand() + randn()")
@@ -233,6 +239,7 @@ np.save(sys.argv[3], G.x[:])
 """
 
 
+@pytest.mark.long
 def test_restore_random_state_in_new_process(numba_target, tmp_path):
     seed(123)
     G = NeuronGroup(100, "x : 1", name="g")

@@ -20,8 +20,8 @@ import json
 import numpy as np
 import pytest
 from brian2 import (
-    NeuronGroup,
     Network,
+    NeuronGroup,
     SpikeMonitor,
     StateMonitor,
     Synapses,
@@ -32,7 +32,6 @@ from brian2 import (
     start_scope,
 )
 from brian2.utils.logger import catch_logs
-
 from conftest import run_script
 
 DT = 0.1 * ms
@@ -133,7 +132,8 @@ def _local_namespace_protocol(change, magic):
     spikes, state = SpikeMonitor(G), StateMonitor(G, "v", record=True)
     net = None if magic else Network(G, S, spikes, state)
     counts = []
-    for tau, I_ext, theta, v_reset, w in SCHEDULE if change else SCHEDULE[:1] * 4:
+    # (Brian reads these from the locals: noqa)
+    for tau, I_ext, theta, v_reset, w in SCHEDULE if change else SCHEDULE[:1] * 4:  # noqa: B007
         if magic:
             run(2 * ms)  # the magic network, as a script does
         else:
@@ -159,7 +159,8 @@ def _explicit_namespace_protocol(change):
     spikes, state = SpikeMonitor(G), StateMonitor(G, "v", record=True)
     net = Network(G, S, spikes, state)
     counts = []
-    for tau, I_ext, theta, v_reset, w in SCHEDULE if change else SCHEDULE[:1] * 4:
+    # (Brian reads these from the locals: noqa)
+    for tau, I_ext, theta, v_reset, w in SCHEDULE if change else SCHEDULE[:1] * 4:  # noqa: B007
         G.namespace.update(tau=tau, I_ext=I_ext, theta=theta, v_reset=v_reset)
         net.run(2 * ms, namespace={"w": w})
         counts.append(spikes.num_spikes)
@@ -341,7 +342,7 @@ def test_restore_between_runs_repeats_the_run(homogeneous):
         for key in first:  # bit for bit: the same code ran on the same state
             np.testing.assert_array_equal(second[key], first[key], err_msg=f"{target} {key}")
         assert len(first["t"]) > len(stored["t"])  # it spiked after the store
-    for reference, result in zip(results["numpy"], results["numba"]):
+    for reference, result in zip(results["numpy"], results["numba"], strict=False):
         _assert_same(reference, result)
     # spikes were in flight at the store
     assert _in_flight(results["numpy"][0], 1.3 if homogeneous else 1.4, 2.5)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 from brian2 import (
-    NeuronGroup,
     Network,
+    NeuronGroup,
     PopulationRateMonitor,
     SpikeGeneratorGroup,
     SpikeMonitor,
@@ -27,8 +27,8 @@ def _input(seed, n_sources=8, n_spikes=60, t_max=40):
     rng = np.random.default_rng(seed)
     indices = rng.integers(0, n_sources, n_spikes)
     steps = rng.integers(0, int(t_max / DT), n_spikes)
-    pairs = sorted(set(zip(steps.tolist(), indices.tolist())))
-    steps, indices = map(np.array, zip(*pairs))
+    pairs = sorted(set(zip(steps.tolist(), indices.tolist(), strict=False)))
+    steps, indices = map(np.array, zip(*pairs, strict=False))
     return indices, steps
 
 
@@ -57,7 +57,7 @@ def _network(target, seed, homogeneous=False, n_sources=8, n_targets=6):
 def _brute_force(indices, steps, pre, post, weights, delay_steps, n_targets, n_steps):
     """v of every target after each time step, from first principles."""
     arrivals = np.zeros((n_steps, n_targets))
-    for source, step in zip(indices, steps):
+    for source, step in zip(indices, steps, strict=False):
         for s in np.nonzero(pre == source)[0]:
             if step + delay_steps[s] < n_steps:
                 arrivals[step + delay_steps[s], post[s]] += weights[s]
@@ -142,6 +142,7 @@ def _monitored(target):
     }
 
 
+@pytest.mark.long
 def test_monitors_same_as_numpy_with_flushes_and_growth(monkeypatch):
     # tiny buffers: many flushes, and steps with more spikes than fit at once
     monkeypatch.setattr(monitor_module, "BUFFER_VALUES", 4)
@@ -172,6 +173,7 @@ def test_monitors_readable_during_run():
     assert seen[-1][0] == spikes.num_spikes > 0
 
 
+@pytest.mark.long
 def test_switching_target_between_runs():
     def simulate(second_target):
         start_scope()

@@ -15,11 +15,11 @@ import cloudpickle
 import distributed  # the 'sweep' extra (scripts/_common.sh installs it)
 import numpy as np
 import pytest
-
 from brian2 import ms, second, seed
+from conftest import run_script, script_env
+
 from brian2_numba import sweep as sweep_module
 from brian2_numba.sweep import parameter_sets, sweep, task_seed
-from conftest import run_script, script_env
 
 # the workers get these functions by value: they need not import this file
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -62,7 +62,7 @@ GRID = {"tau": [5.0, 10.0], "drive": [1.2, 1.5, 2.0, 3.0]}
 def _assert_rows_match(table, expected):
     assert table["error"].tolist() == [None] * len(table)
     assert table["spikes"].tolist() == [r["spikes"] for r in expected]
-    for got, want in zip(table["v"], expected):
+    for got, want in zip(table["v"], expected, strict=False):
         np.testing.assert_array_equal(got, want["v"])
 
 

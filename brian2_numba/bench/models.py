@@ -23,9 +23,29 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from brian2 import (
-    BrianObject, Cylinder, Equations, Hz, NeuronGroup, PoissonGroup, SpatialNeuron,
-    SpikeMonitor, StateMonitor, Synapses, cm, collect, mV, ms, msiemens, nS, ohm,
-    siemens, uA, uF, ufarad, um, umetre,
+    BrianObject,
+    Cylinder,
+    Equations,
+    Hz,
+    NeuronGroup,
+    PoissonGroup,
+    SpatialNeuron,
+    SpikeMonitor,
+    StateMonitor,
+    Synapses,
+    cm,
+    collect,
+    ms,
+    msiemens,
+    mV,
+    nS,
+    ohm,
+    siemens,
+    uA,
+    uF,
+    ufarad,
+    um,
+    umetre,
 )
 
 __all__ = ["Built", "Model", "MODELS"]

@@ -46,14 +46,14 @@ def plot_time_vs_size(rows, path):
     if not models:
         return False
     fig, axes = _panels(len(models))
-    for ax, model in zip(axes, models):
+    for ax, model in zip(axes, models, strict=False):
         field = MODELS[model].focus if model in MODELS else "t_per_step"
         scale, label = FOCUS[field]
         for target in dict.fromkeys(r["target"] for r in warm if r["model"] == model):
             points = sorted((r["n"], r[field][0] * scale) for r in warm
                             if r["model"] == model and r["target"] == target and r[field])
             if points:
-                ax.plot(*zip(*points), marker="o", label=target)
+                ax.plot(*zip(*points, strict=False), marker="o", label=target)
         ax.set(xscale="log", yscale="log", title=model, ylabel=label,
                xlabel=MODELS[model].size_label if model in MODELS else "size")
         ax.grid(True, which="both", alpha=0.3)
@@ -74,7 +74,7 @@ def plot_cold_vs_warm(rows, path):
     if not models:
         return False
     fig, axes = _panels(len(models))
-    for ax, model in zip(axes, models):
+    for ax, model in zip(axes, models, strict=False):
         n = min(r["n"] for r in cold if r["model"] == model)
         targets = list(dict.fromkeys(r["target"] for r in cold if r["model"] == model))
         for offset, cache, hatch in [(-0.2, "cold", None), (0.2, "warm", "//")]:
@@ -86,7 +86,7 @@ def plot_cold_vs_warm(rows, path):
                 ax.bar([i + offset for i in range(len(targets))], heights, width=0.38,
                        bottom=bottom, color=color, hatch=hatch, edgecolor="white",
                        label=label if cache == "cold" else None)
-                bottom = [b + h for b, h in zip(bottom, heights)]
+                bottom = [b + h for b, h in zip(bottom, heights, strict=False)]
         ax.set_xticks(range(len(targets)), targets, rotation=20, fontsize="small")
         ax.set(title=f"{model} ({n})", ylabel="s to first result")
         ax.legend(fontsize="small")

@@ -160,12 +160,12 @@ def _table(head, body, markdown, separate=True):
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
-    widths = [max(len(c) for c in column) for column in zip(head, *body)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths)).rstrip()]
+    widths = [max(len(c) for c in column) for column in zip(head, *body, strict=False)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths, strict=False)).rstrip()]
     for index, cells in enumerate(body):
         if separate and index and cells[0] != body[index - 1][0]:
             lines.append("")  # a blank line between models
-        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip())
     return "\n".join(lines)
 
 
@@ -238,7 +238,7 @@ def render(records, baseline, markdown=False):
     body = [_timing_cells(r, times) for r in rows]
     if any(r["failed"] for r in rows):
         head.append("failed")
-        body = [cells + [str(r["failed"] or "")] for cells, r in zip(body, rows)]
+        body = [cells + [str(r["failed"] or "")] for cells, r in zip(body, rows, strict=False)]
     out += ["All measurements:", "", _table(head, body, markdown), ""]
     out.append(f"Seconds, medians (range over repetitions). 'to result' = import + build + "
                f"1st run; 'run() prep' = 2nd run minus its loop, per run() call; µs/step = "

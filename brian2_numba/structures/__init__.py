@@ -5,10 +5,19 @@ reach them. These plain-numpy counterparts live as long as their Brian
 object, are used by the kernels inside a run, and are synchronised with
 Brian's objects at run boundaries (and, for monitors, whenever Python reads
 the recorded values).
+
+``registry`` says which template uses which structure; ``queue_arguments``
+names the spike queue's arrays for the kernels.
 """
 
 from .monitors import PendingRecords, records_for
-from .spikequeue import NumbaSpikeQueue, match_push_code_object, pathway_of, spikequeue_for
+from .registry import STRUCTURES, structure_for
+from .spikequeue import (
+    NumbaSpikeQueue,
+    match_push_code_object,
+    pathway_of,
+    spikequeue_for,
+)
 
 __all__ = [
     "NumbaSpikeQueue",
@@ -17,4 +26,6 @@ __all__ = [
     "pathway_of",
     "records_for",
     "spikequeue_for",
+    "STRUCTURES",
+    "structure_for",
 ]

@@ -48,14 +48,14 @@ class PendingRecords:
     def _allocate(self, rows):
         return tuple(
             np.zeros((rows, columns) if var.ndim == 2 else rows, dtype=var.dtype)
-            for var, columns in zip(self.variables, self.columns)
+            for var, columns in zip(self.variables, self.columns, strict=True)
         )
 
     def namespace(self):
         """The buffers under the names the templates use (``_pending_<name>``)."""
         names = {"_pending": self, "_num_pending": self.num_pending}
         names.update(
-            {f"_pending_{name}": array for name, array in zip(self.names, self.arrays)}
+            {f"_pending_{name}": array for name, array in zip(self.names, self.arrays, strict=True)}
         )
         return names
 
@@ -87,7 +87,7 @@ class PendingRecords:
         first = self.variables[0]
         old_len = len(type(first).get_value(first))
         self.monitor.resize(old_len + pending)  # also keeps Variable.size right
-        for var, buffer in zip(self.variables, self.arrays):
+        for var, buffer in zip(self.variables, self.arrays, strict=True):
             type(var).get_value(var)[old_len : old_len + pending] = buffer[:pending]
 
     def make_room(self, rows):
@@ -99,7 +99,7 @@ class PendingRecords:
         self.flush()
         if rows > self.capacity:
             new_rows = max(rows, 2 * self.capacity)
-            for array, columns in zip(self.arrays, self.columns):
+            for array, columns in zip(self.arrays, self.columns, strict=True):
                 array.resize((new_rows, columns) if array.ndim == 2 else new_rows,
                              refcheck=False)
 

@@ -45,7 +45,13 @@ import numpy as np
 from brian2 import second
 from brian2.codegen.codeobject import create_runner_codeobj
 
-from ..compat import pathway_delays, queue_source_range, queue_state, restore_queue_state
+from ..compat import (
+    pathway_delays,
+    queue_source_range,
+    queue_state,
+    restore_queue_state,
+)
+from .queue_arguments import queue_namespace
 
 __all__ = ["NumbaSpikeQueue", "spikequeue_for", "match_push_code_object", "pathway_of"]
 
@@ -87,18 +93,8 @@ class NumbaSpikeQueue:
         self._built_from = None
 
     def namespace(self):
-        """The queue's arrays under the names the templates use."""
-        return {
-            "_numba_queue": self,
-            "_queue_ring": self.queue,
-            "_queue_counts": self.counts,
-            "_queue_offset": self.offset,
-            "_queue_syn_ptr": self.syn_ptr,
-            "_queue_syn_idx": self.syn_idx,
-            "_queue_delays": self.delays,
-            "_queue_source_start": self.source_start,
-            "_queue_source_end": self.source_end,
-        }
+        """The queue's arrays under the names the templates use (see queue_arguments)."""
+        return queue_namespace(self)
 
     def prepare(self, pathway):
         """Let Brian's queue prepare for a run, then take over its content.

@@ -43,7 +43,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .compat import device_random_buffers, extend_runtime_random_state
-from .decorators import HELPER_DECORATOR
+from .njit_lines import HELPER_DECORATOR
 
 __all__ = [
     "register_random_functions",
@@ -54,14 +54,17 @@ __all__ = [
     "local_int32",
     "BUFFER_POSITIONS",
     "BUFFER_SIZE",
+    "RAND_ARGUMENTS",
     "RAND_CALL",
     "RANDN_CALL",
 ]
 
 BUFFER_SIZE = 20000
 
-#: How generated code calls the two generators (arguments in namespace order).
-RAND_CALL = "_rand(_vectorisation_idx, _numpy_generator, _rand_buffer, _rand_buffer_index)"
+#: How generated code calls the two generators (arguments in namespace order);
+#: a helper that draws numbers takes RAND_ARGUMENTS as its parameters.
+RAND_ARGUMENTS = "_vectorisation_idx, _numpy_generator, _rand_buffer, _rand_buffer_index"
+RAND_CALL = f"_rand({RAND_ARGUMENTS})"
 RANDN_CALL = "_randn(_vectorisation_idx, _numpy_generator, _randn_buffer, _randn_buffer_index)"
 
 
@@ -278,8 +281,8 @@ def _mt19937_fill(_buffer, _mt):
         _mt[624] = _pos + 2 * _pairs
 '''
 
-_IMPORT = ("from brian2_numba.random import call_next_double as _call_next_double\n"
-           "from brian2_numba.random import mt19937_state as _mt19937_state\n"
+_IMPORT = ("from brian2_numba.random_numbers import call_next_double as _call_next_double\n"
+           "from brian2_numba.random_numbers import mt19937_state as _mt19937_state\n"
            + _MT19937_CODE)
 RAND_CODE = _IMPORT + _buffered_code("rand", _FILL_UNIFORM, "Uniform random number in [0, 1)",
                                      "        _mt19937_fill(_buffer, _mt)")
