@@ -17,6 +17,7 @@ def _numba_and_no_overrides():
     yield
     introspect.revert()
     start_scope()
+    gc.collect()  # the networks' objects: their names are free again
 
 
 def _network():

@@ -115,7 +115,7 @@ def test_delays_that_need_too_much_memory_raise_memory_error(monkeypatch):
     cause = _root_cause(info.value)
     assert isinstance(cause, MemoryError)
     assert str(cause) == (
-        "The spike queue of 'synapses_pre' would need about 0.00179 GiB for delays of up "
+        f"The spike queue of '{S.pre.name}' would need about 0.00179 GiB for delays of up "
         "to 20000 time steps (2. s with dt = 100. us), but this machine has 0.000977 GiB "
         "of memory.")
 

@@ -36,8 +36,17 @@ FACTORS = [round(0.25 + 0.1 * k, 2) for k in range(POINTS)]
 
 def simulate(we_factor, target="numba"):
     """Brian2's CUBA example with the excitatory weight as a parameter (a value)."""
-    from brian2 import (NeuronGroup, PopulationRateMonitor, SpikeMonitor, Synapses,
-                        defaultclock, mV, ms, prefs, run, second)
+    from brian2 import (
+        NeuronGroup,
+        SpikeMonitor,
+        Synapses,
+        defaultclock,
+        ms,
+        mV,
+        prefs,
+        run,
+        second,
+    )
 
     prefs.codegen.target = target
     defaultclock.dt = 0.1 * ms
@@ -63,8 +72,9 @@ def simulate(we_factor, target="numba"):
 
 
 def numba_serial(cache):
-    import brian2_numba
     from brian2 import seed
+
+    import brian2_numba
     from brian2_numba.sweep import _fresh_brian_state, parameter_sets, task_seed
 
     rows = []
@@ -109,8 +119,18 @@ def cython_pool(cache):
 
 
 def cpp_run_args(cache):
-    from brian2 import (NeuronGroup, SpikeMonitor, Synapses, defaultclock, device, mV, ms,
-                        prefs, second, set_device)
+    from brian2 import (
+        NeuronGroup,
+        SpikeMonitor,
+        Synapses,
+        defaultclock,
+        device,
+        ms,
+        mV,
+        prefs,
+        second,
+        set_device,
+    )
 
     set_device("cpp_standalone", build_on_run=False)
     prefs.devices.cpp_standalone.openmp_threads = WORKERS
