@@ -19,40 +19,6 @@ from brian2.devices import reinit_devices
 
 from brian2_numba.compat import preference_plugin
 
-#: tests that take longer than about 3 s (marked ``long`` here, as the
-#: files they are in are being edited elsewhere: move these into
-#: ``@pytest.mark.long`` decorators there). ``-m "not long"`` leaves out
-#: these and the ones marked in their files, and runs in under 2 minutes.
-LONG = {
-    "test_fused.py": {
-        "test_inputs_and_summed_variables",
-        "test_keyboard_interrupt_stops_a_long_run",
-        "test_loop_is_generated_and_cached",
-        "test_recorded_results_identical",
-        "test_report_calls",
-        "test_several_clocks_and_a_network_operation",
-        "test_spatial_neuron",
-        "test_stop_in_the_middle_of_a_run",
-        "test_store_restore_with_spikes_in_flight",
-        "test_unfusable_object_runs_brians_loop",
-    },
-    "test_short_runs.py": {
-        "test_constant_read_by_synapses",
-        "test_constants_from_the_local_namespace",
-        "test_delay_changed_between_runs",
-        "test_dt_changed_between_runs",
-        "test_group_added_between_runs",
-        "test_restore_between_runs_repeats_the_run",
-    },
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    """Mark the tests listed in LONG."""
-    for item in items:
-        if item.originalname in LONG.get(item.path.name, ()):
-            item.add_marker(pytest.mark.long)
-
 
 def pytest_configure(config):
     """Every test starts from Brian's default preferences, with target 'numba'."""

@@ -76,6 +76,7 @@ def _spikes(monitor):
     return {"i": monitor.i[:].copy(), "t": monitor.t_[:].copy()}
 
 
+@pytest.mark.long
 def test_recorded_results_identical():
     """Growing monitors (all three kinds), heterogeneous delays, two pathways."""
 
@@ -96,6 +97,7 @@ def test_recorded_results_identical():
     _assert_identical(fused, per_object)
 
 
+@pytest.mark.long
 def test_several_clocks_and_a_network_operation():
     """Groups on 0.1 and 0.3 ms, run_regularly on 1 ms, an operation on 2 ms
     that changes the state, and one on the default clock reading it."""
@@ -128,6 +130,7 @@ def test_several_clocks_and_a_network_operation():
     _assert_identical(fused, per_object)
 
 
+@pytest.mark.long
 def test_stop_in_the_middle_of_a_run():
     def build():
         G, S = _network()
@@ -149,6 +152,7 @@ def test_stop_in_the_middle_of_a_run():
     _assert_identical(fused, per_object)
 
 
+@pytest.mark.long
 def test_report_calls():
     """Called at the start, on time while running, and at the end."""
     calls = []
@@ -176,6 +180,7 @@ def test_report_calls():
     assert np.all(np.diff([c[2] for c in calls]) >= 0)
 
 
+@pytest.mark.long
 def test_store_restore_with_spikes_in_flight():
     def build():
         G, S = _network(delay="(i % 4) * 0.5*ms + 1*ms")
@@ -196,6 +201,7 @@ def test_store_restore_with_spikes_in_flight():
     np.testing.assert_array_equal(fused["first_v"], fused["v"])
 
 
+@pytest.mark.long
 def test_inputs_and_summed_variables():
     """SpikeGeneratorGroup, PoissonGroup, PoissonInput, a summed variable,
     values changed between runs."""
@@ -225,6 +231,7 @@ def test_inputs_and_summed_variables():
     _assert_identical(fused, per_object)
 
 
+@pytest.mark.long
 def test_spatial_neuron():
     from brian2 import Cylinder, SpatialNeuron, cm, msiemens, ohm, uA, ufarad, um
 
@@ -244,6 +251,7 @@ def test_spatial_neuron():
     _assert_identical(fused, per_object)
 
 
+@pytest.mark.long
 def test_unfusable_object_runs_brians_loop():
     """A group with numpy code objects: Brian's loop for that run, one INFO line."""
 
@@ -274,6 +282,7 @@ def test_profile_runs_brians_loop():
     assert any("stateupdater" in name for name in summary.names)
 
 
+@pytest.mark.long
 def test_loop_is_generated_and_cached(numba_target):
     """The loop shows up in generated_files; a second process compiles nothing."""
     script = textwrap.dedent("""
@@ -335,6 +344,7 @@ print(json.dumps({"interrupted": interrupted, "t": stopped_at, "after": float(ne
 """
 
 
+@pytest.mark.long
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
 @pytest.mark.parametrize("on_interrupt", ["stop", "raise"])
 def test_keyboard_interrupt_stops_a_long_run(numba_target, on_interrupt):

@@ -320,6 +320,7 @@ def _simulate_plan(plan, delay, on=None):
     return outcomes
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("plan", SWITCHING_PLANS)
 @pytest.mark.parametrize("kind", ["homogeneous", "heterogeneous"])
 def test_switching_target_and_dt_between_runs(kind, plan):

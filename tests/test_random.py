@@ -256,6 +256,7 @@ def test_restore_random_state_in_new_process(numba_target, tmp_path):
     np.testing.assert_equal(np.load(values_file), G2.x[:])
 
 
+@pytest.mark.long
 def test_mt19937_inline_matches_numpy_from_any_position():
     """With numpy's MT19937 the refill runs its algorithm inline, on numpy's state:
     the same numbers and the same state afterwards as numpy's own draws, also

@@ -142,6 +142,7 @@ def _local_namespace_protocol(change, magic):
     return _result(spikes, state, counts=counts)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("magic", [True, False], ids=["run", "net.run"])
 def test_constants_from_the_local_namespace(magic):
     """tau, I_ext, theta, v_reset and w: this frame's locals, reassigned."""
@@ -187,6 +188,7 @@ def _synaptic_constant_protocol(change):
     return _result(spikes, state)
 
 
+@pytest.mark.long
 def test_constant_read_by_synapses():
     _check(_synaptic_constant_protocol)
 
@@ -207,6 +209,7 @@ def _dt_protocol(change):
     return _result(spikes, state)
 
 
+@pytest.mark.long
 def test_dt_changed_between_runs():
     reference = _check(_dt_protocol)
     assert len(reference["v_t"]) == 20 + 40 + 10 + 20  # each run at its dt
@@ -269,6 +272,7 @@ def _added_group_protocol(change):
     return _result(spikes, state, late_i=late.i[:], late_t=late.t_[:], v_H=H.v[:])
 
 
+@pytest.mark.long
 def test_group_added_between_runs():
     reference = _check(_added_group_protocol)
     assert len(reference["late_i"]) > 0
@@ -298,6 +302,7 @@ def _delay_protocol(change, kind):
     return _result(spikes, state)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("kind", ["homogeneous", "heterogeneous"])
 def test_delay_changed_between_runs(kind):
     reference = _check(_delay_protocol, kind)
@@ -333,6 +338,7 @@ def _restore_protocol(homogeneous):
     return stored, first, restored, second
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("homogeneous", [True, False], ids=["homogeneous", "heterogeneous"])
 def test_restore_between_runs_repeats_the_run(homogeneous):
     results = {target: _on(target, _restore_protocol, homogeneous)

@@ -151,6 +151,7 @@ def test_missing_extra_names_it():
 # -- on the cluster -----------------------------------------------------------
 
 
+@pytest.mark.long
 def test_sweep_gives_the_serial_results(client, numba_target):
     table = sweep(simulate, GRID, client=client, seed=3, cache_dir=numba_target,
                   progress=False)
@@ -177,6 +178,7 @@ def test_results_do_not_depend_on_order_or_workers(client, numba_target):
     assert table.attrs["warmup"] is None
 
 
+@pytest.mark.long
 def test_progress_bar_and_another_seed(client, numba_target, capsys):
     sets = parameter_sets(GRID)[:2]
     table = sweep(simulate, sets, client=client, seed=4, cache_dir=numba_target)
@@ -220,6 +222,7 @@ def dies_once(tau, drive, marker):
     return simulate(tau, drive)
 
 
+@pytest.mark.long
 def test_a_killed_worker_is_replaced_and_the_sweep_completes(client, numba_target, tmp_path):
     marker = str(tmp_path / "died")
     params = [dict(p, marker=marker) for p in parameter_sets(GRID)]
@@ -230,6 +233,7 @@ def test_a_killed_worker_is_replaced_and_the_sweep_completes(client, numba_targe
     client.wait_for_workers(2, timeout=120)  # the nanny restarted it
 
 
+@pytest.mark.long
 def test_compiles_once_on_a_default_cluster(tmp_path, monkeypatch):
     """Misses over all workers equal one parameter set's kernel count; the
     sweep's own LocalCluster (client=None) is closed afterwards."""
