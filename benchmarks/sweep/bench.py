@@ -34,39 +34,44 @@ WORKERS = 2
 FACTORS = [round(0.25 + 0.1 * k, 2) for k in range(POINTS)]
 
 
-def simulate(we_factor, target="numba"):
-    """Brian2's CUBA example with the excitatory weight as a parameter (a value)."""
-    from brian2 import (
-        NeuronGroup,
-        SpikeMonitor,
-        Synapses,
-        defaultclock,
-        ms,
-        mV,
-        prefs,
-        run,
-        second,
-    )
+def _cuba(we_factor=None):
+    """Brian2's CUBA example (``examples/cuba.py``), its constants in the namespace.
 
-    prefs.codegen.target = target
-    defaultclock.dt = 0.1 * ms
-    taum, taue, taui = 20 * ms, 5 * ms, 10 * ms
-    Vt, Vr, El = -50 * mV, -60 * mV, -49 * mV
+    With ``we_factor``, the excitatory weight is a namespace value; without,
+    a shared variable ``P.we`` (what cpp_standalone's ``run_args`` can set).
+    """
+    from brian2 import NeuronGroup, SpikeMonitor, Synapses, ms, mV
+
+    ns = dict(taum=20 * ms, taue=5 * ms, taui=10 * ms, Vt=-50 * mV, Vr=-60 * mV,
+              El=-49 * mV, wi=(-20 * 4.5 / 10) * mV)
     eqs = """
     dv/dt  = (ge+gi-(v-El))/taum : volt (unless refractory)
     dge/dt = -ge/taue : volt
     dgi/dt = -gi/taui : volt
     """
-    we = we_factor * (60 * 0.27 / 10) * mV
-    wi = (-20 * 4.5 / 10) * mV
+    if we_factor is None:
+        eqs += "we : volt (shared, constant)\n"
+        excitation = "ge += we_pre"
+    else:
+        ns["we"] = we_factor * (60 * 0.27 / 10) * mV
+        excitation = "ge += we"
     P = NeuronGroup(N, eqs, threshold="v>Vt", reset="v = Vr", refractory=5 * ms,
-                    method="exact")
+                    method="exact", namespace=ns)
     P.v = "Vr + rand() * (Vt - Vr)"
-    Ce = Synapses(P, P, on_pre="ge += we")
-    Ci = Synapses(P, P, on_pre="gi += wi")
+    Ce = Synapses(P, P, on_pre=excitation, namespace=ns)
+    Ci = Synapses(P, P, on_pre="gi += wi", namespace=ns)
     Ce.connect("i<3200", p=0.02)
     Ci.connect("i>=3200", p=0.02)
-    spikes = SpikeMonitor(P, record=False)
+    return P, SpikeMonitor(P, record=False)
+
+
+def simulate(we_factor, target="numba"):
+    """CUBA with the excitatory weight as a parameter (a value): one sweep task."""
+    from brian2 import defaultclock, ms, prefs, run, second
+
+    prefs.codegen.target = target
+    defaultclock.dt = 0.1 * ms
+    P, spikes = _cuba(we_factor)
     run(DURATION_S * second)
     return {"rate_hz": spikes.num_spikes / N / DURATION_S}
 
@@ -119,41 +124,12 @@ def cython_pool(cache):
 
 
 def cpp_run_args(cache):
-    from brian2 import (
-        NeuronGroup,
-        SpikeMonitor,
-        Synapses,
-        defaultclock,
-        device,
-        ms,
-        mV,
-        prefs,
-        second,
-        set_device,
-    )
+    from brian2 import defaultclock, device, ms, mV, prefs, run, second, set_device
 
     set_device("cpp_standalone", build_on_run=False)
     prefs.devices.cpp_standalone.openmp_threads = WORKERS
     defaultclock.dt = 0.1 * ms
-    taum, taue, taui = 20 * ms, 5 * ms, 10 * ms
-    Vt, Vr, El = -50 * mV, -60 * mV, -49 * mV
-    eqs = """
-    dv/dt  = (ge+gi-(v-El))/taum : volt (unless refractory)
-    dge/dt = -ge/taue : volt
-    dgi/dt = -gi/taui : volt
-    we : volt (shared, constant)
-    """
-    wi = (-20 * 4.5 / 10) * mV
-    P = NeuronGroup(N, eqs, threshold="v>Vt", reset="v = Vr", refractory=5 * ms,
-                    method="exact")
-    P.v = "Vr + rand() * (Vt - Vr)"
-    Ce = Synapses(P, P, on_pre="ge += we_pre")
-    Ci = Synapses(P, P, on_pre="gi += wi")
-    Ce.connect("i<3200", p=0.02)
-    Ci.connect("i>=3200", p=0.02)
-    spikes = SpikeMonitor(P, record=False)
-    from brian2 import run
-
+    P, spikes = _cuba()
     run(DURATION_S * second)
     start = time.perf_counter()
     device.build(run=False, directory=os.path.join(cache, "cpp"))
