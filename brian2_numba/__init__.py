@@ -78,7 +78,18 @@ from .network import install as _install_network_run  # noqa: E402
 _install_network_run()  # Network.run as one compiled loop (prefs ...numba.fused)
 
 from . import introspect  # noqa: E402, F401  (times compilations from now on)
-from .brian_suite import test  # noqa: E402
+
+
+def test(long_tests=False, per_object=False, workers="auto", additional_args=()):
+    """Run Brian2's test suite on the 'numba' target: :func:`brian2_numba.brian_suite.test`.
+
+    (Imported when called, so that ``python -m brian2_numba.brian_suite``
+    does not find its module imported by the package already.)
+    """
+    from .brian_suite import test as run_suite
+
+    return run_suite(long_tests, per_object, workers, additional_args)
+
 from .collector import freeze_long_lived_objects  # noqa: E402
 
 # last: everything the import created is long-lived (see collector)
