@@ -10,6 +10,7 @@ costs one call with a ready-made tuple of arguments: no namespace unpacking,
 no logging, no introspection.
 """
 
+import functools
 import inspect
 
 import numpy as np
@@ -79,7 +80,9 @@ class _CompiledBlock:
         self.parameters = _parameter_names(self.main)
         positions = [p for p in self.parameters if p in BUFFER_POSITIONS]
         if positions and isinstance(self.main, Dispatcher):
-            self.main = _with_local_positions(module, self.parameters, positions).main
+            self.main = _with_local_positions(
+                module.__name__, self.parameters, tuple(positions), numba_decorator()
+            ).main
         self.make_room = getattr(module, "make_room", None)
         self.make_room_parameters = (
             _parameter_names(self.make_room)[1:] if self.make_room else ()
@@ -100,13 +103,17 @@ class _CompiledBlock:
         self.make_room_args = tuple(namespace[p] for p in self.make_room_parameters)
 
 
-def _with_local_positions(module, parameters, positions):
-    """The module of ``random_positions.py_`` for a kernel that draws random numbers."""
+@functools.lru_cache(maxsize=1024)
+def _with_local_positions(kernel_module, parameters, positions, decorator):
+    """The module of ``random_positions.py_`` for a kernel that draws random numbers.
+
+    Cached: code objects are created anew in every run, their kernels rarely.
+    """
     source = NumbaCodeObject.templater.env.get_template("random_positions.py_").render(
-        kernel_module=module.__name__,
+        kernel_module=kernel_module,
         parameters=parameters,
         positions=positions,
-        decorator=numba_decorator(),
+        decorator=decorator,
         inline_decorator=numba_decorator(inline=True)[1:],
         version=NumbaCodeObject.templater.env.globals["version"],
     )

@@ -107,7 +107,7 @@ class NumbaSpikeQueue:
         sources = pathway.synapse_sources.get_value()
         if not self._unchanged(pathway, sources):
             self._build(pathway)
-        self._take_over(pathway, len(pathway.synapse_sources.get_value()))
+        self._take_over(pathway, len(sources))  # (preparing adds no synapses)
 
     def _unchanged(self, pathway, sources):
         """Whether dt, the synapses and the delays are those of the last ``_build``.
