@@ -80,7 +80,7 @@ _install_network_run()  # Network.run as one compiled loop (prefs ...numba.fused
 from . import introspect  # noqa: E402, F401  (times compilations from now on)
 
 
-def test(long_tests=False, per_object=False, workers="auto", additional_args=()):
+def test(long_tests=False, per_object=False, workers="auto", additional_args=(), threads=1):
     """Run Brian2's test suite on the 'numba' target: :func:`brian2_numba.brian_suite.test`.
 
     (Imported when called, so that ``python -m brian2_numba.brian_suite``
@@ -88,7 +88,7 @@ def test(long_tests=False, per_object=False, workers="auto", additional_args=())
     """
     from .brian_suite import test as run_suite
 
-    return run_suite(long_tests, per_object, workers, additional_args)
+    return run_suite(long_tests, per_object, workers, additional_args, threads)
 
 from .collector import freeze_long_lived_objects  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Run Brian2's own test suite on the ``numba`` target.
 
-    python -m brian2_numba.brian_suite [-n WORKERS] [--long] [--per-object] [-- PYTEST_ARGS...]
+    python -m brian2_numba.brian_suite [-n WORKERS] [--long] [--per-object] [--threads N] [-- PYTEST_ARGS...]
 
 or, from Python, ``brian2_numba.test()`` (like ``brian2cuda.test()``).
 
@@ -9,6 +9,9 @@ that Brian runs for each code generation target, with this package loaded in
 every pytest-xdist worker (``-p brian2_numba.pytest_plugin``). pytest prints
 the counts; the exit status is 0 if no test failed. ``--per-object`` runs it
 with ``prefs.codegen.runtime.numba.fused = False`` (Brian's own loop).
+``--threads N`` runs it with ``threads = N`` and ``parallel_threshold = 0``,
+so that every kernel that can run in parallel does (Brian's test networks
+are small).
 """
 
 import argparse
@@ -21,9 +24,12 @@ __all__ = ["test", "main"]
 
 #: read when the preferences are registered (see brian2_numba.preferences)
 FUSED_DEFAULT_VARIABLE = "BRIAN2_NUMBA_FUSED"
+THREADS_DEFAULT_VARIABLE = "BRIAN2_NUMBA_THREADS"
+THRESHOLD_DEFAULT_VARIABLE = "BRIAN2_NUMBA_PARALLEL_THRESHOLD"
 
 
-def test(long_tests=False, per_object=False, workers="auto", additional_args=()):
+def test(long_tests=False, per_object=False, workers="auto", additional_args=(),
+         threads=1):
     """Run Brian2's test suite on the ``numba`` target, like ``brian2cuda.test()``.
 
     The suite runs in a new Python process (``python -m
@@ -43,6 +49,9 @@ def test(long_tests=False, per_object=False, workers="auto", additional_args=())
         run in one process.
     additional_args : sequence of str, optional
         More pytest arguments, e.g. ``['-k', 'monitor']``.
+    threads : int, optional
+        Run with ``codegen.runtime.numba.threads = threads`` and every kernel
+        that can be parallel made parallel (``parallel_threshold = 0``).
 
     Returns
     -------
@@ -59,6 +68,8 @@ def test(long_tests=False, per_object=False, workers="auto", additional_args=())
         command.append("--long")
     if per_object:
         command.append("--per-object")
+    if threads != 1:
+        command += ["--threads", str(threads)]
     if additional_args:
         command += ["--", *additional_args]
     return subprocess.call(command) == 0
@@ -72,6 +83,8 @@ def main(argv=None):
     parser.add_argument("--long", action="store_true", help="include long tests")
     parser.add_argument("--per-object", action="store_true",
                         help="Brian's per-object loop instead of the fused loop")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per kernel (every kernel that can be parallel is)")
     parser.add_argument("pytest_args", nargs="*",
                         help="extra pytest arguments (after --), e.g. -k monitor")
     options = parser.parse_args(argv)
@@ -80,6 +93,9 @@ def main(argv=None):
         # brian2.test resets the preferences to their defaults, in this
         # process and its workers: this sets the default
         os.environ[FUSED_DEFAULT_VARIABLE] = "0"
+    if options.threads != 1:
+        os.environ[THREADS_DEFAULT_VARIABLE] = str(options.threads)
+        os.environ[THRESHOLD_DEFAULT_VARIABLE] = "0"
 
     import brian2
 
@@ -95,6 +111,8 @@ def main(argv=None):
         additional += ["-n", str(options.workers)]
     additional += options.pytest_args
     mode = "per-object loop" if options.per_object else "fused loop"
+    if options.threads != 1:
+        mode += f", {options.threads} threads"
     print(f"Brian2 {brian2.__version__}, numba target, {mode}, "
           f"cache: {brian2_numba.cache.configured_cache_directory()}", flush=True)
     success = brian2.test(

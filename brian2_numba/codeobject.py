@@ -45,6 +45,7 @@ from .random_numbers import BUFFER_POSITIONS, RAND_ARGUMENTS, RAND_CALL, numpy_g
 from .structures.queue_arguments import template_names as queue_template_names
 from .structures.registry import structure_for
 from .templating import affixed, argument_list, array_names, tidy
+from .threads import THREAD_COUNT_ARGUMENT, requested_threads
 
 __all__ = ["NumbaCodeObject", "KernelCompilationError"]
 
@@ -184,7 +185,7 @@ class NumbaCodeObject(CodeObject):
             name=name,
         )
         self.device = get_device()
-        self.namespace = {"_owner": self.owner}
+        self.namespace = {"_owner": self.owner, THREAD_COUNT_ARGUMENT: requested_threads()}
         self.nonconstant_values = []
         self.variables_to_namespace()
         self.structures_to_namespace()

@@ -29,6 +29,8 @@ from brian2.utils.stringtools import deindent, indent, word_substitute
 
 from .diagnostics import check_source_syntax
 from .functions import python_function_source
+from .random_numbers import BUFFER_POSITIONS
+from .threads import THREAD_COUNT_ARGUMENT, parallel_partition, partition_of
 
 __all__ = ["NumbaCodeGenerator", "NumbaNodeRenderer"]
 
@@ -68,6 +70,7 @@ class NumbaCodeGenerator(CodeGenerator):
         self.trailing_args = {}
         self._support_code = []
         self._kernel_args = []
+        self._vector_reads, self._vector_writes = set(), set()
         self._collect_functions()
 
     # -- functions ---------------------------------------------------------
@@ -297,6 +300,8 @@ class NumbaCodeGenerator(CodeGenerator):
                 if self.variables[varname].scalar and varname not in ve_write:
                     sc_read.add(varname)
                     ve_read.remove(varname)
+            self._vector_reads |= set(ve_read) | set(ve_indices)
+            self._vector_writes |= set(ve_write)
             for code, stmts, read, write, indices, cond in [
                 (scalar_code, sc_statements[block], sc_read, sc_write, sc_indices, sc_cond),
                 (vector_code, ve_statements[block], ve_read, ve_write, ve_indices, ve_cond),
@@ -311,9 +316,31 @@ class NumbaCodeGenerator(CodeGenerator):
 
     # -- keywords for the templates ----------------------------------------
 
+    def _parallel_keywords(self):
+        """``parallel``: the partition of a parallel kernel, or ``None`` (see threads)."""
+        partition, reads_written = partition_of(
+            self._vector_reads,
+            self._vector_writes,
+            array_of=lambda name: self.get_array_name(self.variables[name]),
+            index_of=lambda name: self.variable_indices[name],
+            scalar=lambda name: self.variables[name].scalar,
+            draws_random_numbers=any(p in self._kernel_args for p in BUFFER_POSITIONS),
+        )
+        partition = parallel_partition(
+            self.template_name, self.owner, self.variables, partition, reads_written
+        )
+        if partition is None or partition == "_idx":
+            key = "_idx"
+        else:  # the index array, e.g. _synaptic_post for _postsynaptic_idx
+            key = f"{self.get_array_name(self.variables[partition])}[_idx]"
+        return {"parallel": partition is not None, "partition_key": key}
+
     def determine_keywords(self):
-        """``kernel_args`` (sorted, unique), ``support_code`` and ``template_name``."""
+        """``kernel_args`` (sorted, unique), ``support_code``, ``template_name``, ``parallel``."""
+        parallel = self._parallel_keywords()
         args = set(self._kernel_args)
+        if parallel["parallel"]:
+            args.add(THREAD_COUNT_ARGUMENT)
         for varname, var in self.variables.items():
             if isinstance(var, (AuxiliaryVariable, Subexpression, Function)):
                 continue
@@ -327,4 +354,5 @@ class NumbaCodeGenerator(CodeGenerator):
             "kernel_args": sorted(args),
             "support_code": "\n\n\n".join(self._support_code),
             "template_name": self.template_name,
+            **parallel,
         }

@@ -52,6 +52,7 @@ class _KernelLocator:
         self._kernel_dir = kernel_dir
         self._source_hash = source_hash
         self._lineno = py_func.__code__.co_firstlineno
+        self._py_file = py_func.__code__.co_filename  # numba's warnings name it
 
     def ensure_cache_path(self):
         if not os.path.isdir(self._kernel_dir):  # made before loading: deleted since

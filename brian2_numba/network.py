@@ -43,7 +43,7 @@ from brian2.utils.logger import get_logger
 from numba.core.dispatcher import Dispatcher
 from numba.core.errors import NumbaError
 
-from . import compat
+from . import compat, threads
 from .cache import load_module
 from .codeobject import NumbaCodeObject
 from .njit_lines import numba_decorator
@@ -260,11 +260,23 @@ def network_run(net, duration, report=None, report_period=10 * second, namespace
     device = get_device()
     if profile is None:
         profile = device.build_options.get("profile", False)
-    reason = None
     target = prefs.codegen.target
     on_numba = target == "numba" or (isinstance(target, type)
                                       and issubclass(target, NumbaCodeObject))
-    if not on_numba or not prefs["codegen.runtime.numba.fused"]:
+    if on_numba:
+        with threads.run_lock():
+            threads.apply_thread_count()
+            return _network_run(net, duration, report, report_period, namespace,
+                                profile, level + 1)
+    return Network.run.original_function(
+        net, duration, report=report, report_period=report_period,
+        namespace=namespace, profile=profile, level=level + 2)
+
+
+def _network_run(net, duration, report, report_period, namespace, profile, level):
+    """The fused loop if it can run this network, else Brian's loop."""
+    reason = None
+    if not prefs["codegen.runtime.numba.fused"]:
         pass
     elif profile:
         reason = "profile=True measures each code object in Brian's loop"

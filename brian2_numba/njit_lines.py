@@ -17,13 +17,17 @@ __all__ = ["numba_decorator", "HELPER_DECORATOR"]
 HELPER_DECORATOR = '@_numba.njit(inline="always")'
 
 
-def numba_decorator(inline=False):
+def numba_decorator(inline=False, parallel=False):
     """The ``@_numba.njit(...)`` line for kernels, from the preferences.
 
     ``inline=True``: the same options for a kernel that another kernel
     inlines (numba IR inlining; see ``random_positions.py_``).
+    ``parallel=True``: a kernel with a ``prange`` loop (see
+    :mod:`brian2_numba.threads`).
     """
     options = ['inline="always"'] if inline else []
+    if parallel:
+        options.append("parallel=True")
     options += [
         "nogil=True",
         f"error_model={prefs['codegen.runtime.numba.error_model']!r}",

@@ -1,7 +1,7 @@
 """Preferences of the ``numba`` target (``prefs.codegen.runtime.numba.*``).
 
 Registered once, on import of :mod:`brian2_numba`. All values are plain
-str/bool/None, so that Brian's test runner can forward them to xdist workers.
+str/int/bool/None, so that Brian's test runner can forward them to xdist workers.
 
 .. document_brian_prefs:: codegen.runtime.numba
 """
@@ -15,6 +15,17 @@ __all__ = ["register_preferences"]
 
 def _is_optional_str(value):
     return value is None or isinstance(value, str)
+
+
+def _is_thread_count(value):
+    return value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+
+
+def _environment_int(name, default):
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    return value if value == "auto" else int(value)
 
 
 def register_preferences():
@@ -82,6 +93,31 @@ def register_preferences():
             either way. The environment variable ``BRIAN2_NUMBA_FUSED=0``
             makes ``False`` the default (for test runners that reset the
             preferences, such as ``brian2.test``).
+            """,
+        ),
+        threads=BrianPreference(
+            default=_environment_int("BRIAN2_NUMBA_THREADS", 1),
+            validator=_is_thread_count,
+            docs="""
+            How many threads the kernels with enough work use: a number, or
+            ``'auto'`` for the cores this process may run on. Results are the
+            same for every thread count (see the user guide, "Threads").
+            Kernels below ``parallel_threshold`` items, and kernels that draw
+            random numbers, stay single-threaded. More than numba's
+            ``NUMBA_NUM_THREADS`` is reduced to it, with a warning. The
+            environment variable ``BRIAN2_NUMBA_THREADS`` sets the default.
+            """,
+        ),
+        parallel_threshold=BrianPreference(
+            default=_environment_int("BRIAN2_NUMBA_PARALLEL_THRESHOLD", 20000),
+            validator=lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            docs="""
+            The fewest items (neurons, synapses, recorded indices) for which a
+            kernel runs in parallel when ``threads`` is above 1: a parallel
+            region costs microseconds, more than small loops take. Measured on
+            a 2-core machine (docs: Benchmarks, "Threads"). 0 makes every
+            kernel that can be split parallel (for testing). The environment
+            variable ``BRIAN2_NUMBA_PARALLEL_THRESHOLD`` sets the default.
             """,
         ),
         boundscheck=BrianPreference(
