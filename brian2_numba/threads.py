@@ -21,7 +21,9 @@ the same compiled kernel serves every thread count (numba's cache is valid
 across them, numba#7518).
 """
 
+import ctypes
 import os
+import sys
 import threading
 
 import numba
@@ -227,3 +229,23 @@ def _after_fork_in_child():
 
 if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _preload_tbb():
+    """Make a pip-installed TBB loadable (Linux venvs).
+
+    The ``tbb`` wheel puts ``libtbb.so.12`` in the environment's ``lib``
+    directory, where numba's ``tbbpool`` extension does not look, so numba
+    falls back to another layer without a word. Loaded here, globally,
+    before numba picks its layer. (Elsewhere the loader finds it, or the
+    wheel does not exist: macOS.)
+    """
+    path = os.path.join(sys.prefix, "lib", "libtbb.so.12")
+    if sys.platform.startswith("linux") and os.path.exists(path):
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        except OSError as exc:
+            logger.debug(f"Could not load {path}: {exc}")
+
+
+_preload_tbb()

@@ -76,22 +76,27 @@ def _peak_memory(record):
         record[key] = resource.getrusage(who).ru_maxrss * scale / 2**20
 
 
-#: brian2_numba with the fused loop, and with Brian's loop (bench.targets)
-_NUMBA_TARGETS = ("numba", "numba_per_object")
+#: brian2_numba: the fused loop, Brian's loop, threads; cpp_standalone (bench.targets)
+_NUMBA_TARGETS = ("numba", "numba_per_object", "numba_threads")
+_STANDALONE_TARGETS = ("cpp_standalone", "cpp_standalone_threads")
 
 
-def _configure(target, cache_dir):
+def _configure(target, cache_dir, threads):
     """Point the target's cache (or standalone project) at ``cache_dir``."""
     from brian2 import prefs, set_device
 
-    if target == "cpp_standalone":
+    if target in _STANDALONE_TARGETS:
         set_device("cpp_standalone", directory=os.path.join(cache_dir, "standalone"),
                    build_on_run=False)
+        if target == "cpp_standalone_threads":
+            prefs.devices.cpp_standalone.openmp_threads = threads
         return
     if target in _NUMBA_TARGETS:
         prefs.codegen.target = "numba"
         prefs.codegen.runtime.numba.cache_dir = os.path.join(cache_dir, "numba")
-        prefs.codegen.runtime.numba.fused = target == "numba"
+        prefs.codegen.runtime.numba.fused = target != "numba_per_object"
+        if target == "numba_threads":
+            prefs.codegen.runtime.numba.threads = threads
         return
     prefs.codegen.target = target
     if target == "cython":
@@ -109,7 +114,7 @@ def run(spec, record):
 
     models = _load_models()
     model = models.MODELS[spec["model"]]
-    _configure(target, spec["cache_dir"])
+    _configure(target, spec["cache_dir"], spec.get("threads", 2))
     seed(spec["seed"])
     duration = spec["duration_ms"] * ms
     runs = spec.get("runs", 1)  # run(duration) calls per phase (short_runs: many)
@@ -123,7 +128,7 @@ def run(spec, record):
     start = time.perf_counter()
     for _ in range(runs):
         net.run(duration, namespace={})
-    if target == "cpp_standalone":
+    if target in _STANDALONE_TARGETS:
         # the run() calls only record (and generate code); the binary runs them all
         record["t_run_calls"] = time.perf_counter() - start
         project = os.path.join(spec["cache_dir"], "standalone")

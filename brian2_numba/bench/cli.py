@@ -50,6 +50,8 @@ def _parser():
     p.add_argument("-o", "--output", help="directory for results.jsonl, summary.txt, "
                    "summary.md and plots (default: bench-results, or the --report file's)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per run (default 1800)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="threads of numba_threads and cpp_standalone_threads (default 2)")
     p.add_argument("--seed", type=int, default=4321, help="random seed (default 4321)")
     p.add_argument("--no-plots", action="store_true", help="do not write plots")
     p.add_argument("--report", metavar="RESULTS_JSONL",
@@ -226,6 +228,8 @@ def _main(argv):
         parser.error("--repeat must be at least 1.")
     if args.duration is not None and args.duration <= 0:
         parser.error(f"--duration must be positive, not {args.duration:g} ms.")
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, not {args.threads}.")
     if args.timeout <= 0:
         parser.error(f"--timeout must be positive, not {args.timeout:g} s.")
     sizes = _sizes(parser, args, models)
@@ -234,7 +238,7 @@ def _main(argv):
     runs = {m: MODELS[m].quick_runs if args.quick else MODELS[m].runs for m in models}
     if args.dry_run:
         for group in plan(models, sizes, targets, caches, args.repeat, durations, args.seed,
-                          runs):
+                          runs, args.threads):
             for job in group:
                 print(f"{job.model} {job.n} {job.target} {job.cache} "
                       f"repeat={job.repeat} duration={job.duration_ms:g}ms"
@@ -254,6 +258,7 @@ def _main(argv):
                                      targets[0])
     output = args.output or "bench-results"
     os.makedirs(output, exist_ok=True)
-    groups = plan(models, sizes, targets, caches, args.repeat, durations, args.seed, runs)
+    groups = plan(models, sizes, targets, caches, args.repeat, durations, args.seed, runs,
+                  args.threads)
     records = _run_all(groups, args, output, skipped)
     return _report(records, baseline, output, not args.no_plots)

@@ -251,7 +251,7 @@ def render(records, baseline, markdown=False):
         out.append(f"Models with many run() calls ({which} calls per phase): '1st run' and "
                    f"'2nd run' are all the calls of a phase; ms/run() = the 2nd phase / "
                    f"calls (÷numpy in the table above).")
-    if any(row["target"] == "cpp_standalone" for row in rows):
+    if any(row["target"].startswith("cpp_standalone") for row in rows):
         out.append("cpp_standalone: '1st run' = code generation + compilation + the binary's "
                    "run (one build); µs/step from the binary's own clock (its last run()).")
         if many:

@@ -39,13 +39,15 @@ class Job:
     duration_ms: float
     seed: int
     runs: int = 1             # run(duration) calls per measured phase
+    threads: int = 2          # of the *_threads targets
 
 
-def plan(models, sizes, targets, caches, repeats, durations, seed, runs=None):
+def plan(models, sizes, targets, caches, repeats, durations, seed, runs=None, threads=2):
     """Groups of jobs; the jobs of a group share one fresh cache directory.
 
     ``sizes`` and ``durations`` map model names to sizes and to ms, ``runs``
-    (optional, default 1) to the number of run() calls per measured phase.
+    (optional, default 1) to the number of run() calls per measured phase;
+    ``threads`` is the thread count of the ``*_threads`` targets.
     """
     runs = runs or {}
     groups = []
@@ -56,7 +58,7 @@ def plan(models, sizes, targets, caches, repeats, durations, seed, runs=None):
                 for index, n in enumerate(sorted(sizes[model])):
                     job = dict(model=model, n=n, target=target, repeat=repeat,
                                duration_ms=durations[model], seed=seed,
-                               runs=runs.get(model, 1))
+                               runs=runs.get(model, 1), threads=threads)
                     if "cold" in caches and index == 0:
                         group.append(Job(cache="cold", **job))
                         seen.add(n)

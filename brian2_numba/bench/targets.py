@@ -13,15 +13,21 @@ import subprocess
 import sys
 import tempfile
 
-__all__ = ["TARGETS", "NUMBA_TARGETS", "unavailable"]
+__all__ = ["TARGETS", "NUMBA_TARGETS", "STANDALONE_TARGETS", "unavailable"]
 
 #: every target the benchmark knows, in report order; ``numba_per_object`` is
 #: the numba target with Brian's own loop (``prefs.codegen.runtime.numba.fused
-#: = False``), ``numba`` its default, the fused loop
-TARGETS = ("numpy", "cython", "numba", "numba_per_object", "cpp_standalone")
+#: = False``), ``numba`` its default, the fused loop; the ``*_threads`` targets
+#: are ``numba`` with ``prefs.codegen.runtime.numba.threads`` and
+#: ``cpp_standalone`` with OpenMP (``openmp_threads``), both at ``--threads``
+TARGETS = ("numpy", "cython", "numba", "numba_per_object", "numba_threads",
+           "cpp_standalone", "cpp_standalone_threads")
 
 #: the targets that run brian2_numba
-NUMBA_TARGETS = ("numba", "numba_per_object")
+NUMBA_TARGETS = ("numba", "numba_per_object", "numba_threads")
+
+#: the targets that run Brian's cpp_standalone device
+STANDALONE_TARGETS = ("cpp_standalone", "cpp_standalone_threads")
 
 
 def _numba():
@@ -66,7 +72,8 @@ def _cpp_standalone():
 
 
 _CHECKS = {"numpy": lambda: None, "cython": _cython, "numba": _numba,
-           "numba_per_object": _numba, "cpp_standalone": _cpp_standalone}
+           "numba_per_object": _numba, "numba_threads": _numba,
+           "cpp_standalone": _cpp_standalone, "cpp_standalone_threads": _cpp_standalone}
 
 
 def unavailable(targets, timeout=600):
