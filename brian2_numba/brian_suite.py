@@ -89,13 +89,20 @@ def main(argv=None):
                         help="extra pytest arguments (after --), e.g. -k monitor")
     options = parser.parse_args(argv)
 
+    # brian2.test resets the preferences to their defaults, in this process
+    # and its workers, so the modes are defaults, read from the environment
+    # when brian2_numba registers its preferences; `python -m` imported it
+    # already, so a new process starts with them
+    defaults = {}
     if options.per_object:
-        # brian2.test resets the preferences to their defaults, in this
-        # process and its workers: this sets the default
-        os.environ[FUSED_DEFAULT_VARIABLE] = "0"
+        defaults[FUSED_DEFAULT_VARIABLE] = "0"
     if options.threads != 1:
-        os.environ[THREADS_DEFAULT_VARIABLE] = str(options.threads)
-        os.environ[THRESHOLD_DEFAULT_VARIABLE] = "0"
+        defaults[THREADS_DEFAULT_VARIABLE] = str(options.threads)
+        defaults[THRESHOLD_DEFAULT_VARIABLE] = "0"
+    if any(os.environ.get(name) != value for name, value in defaults.items()):
+        arguments = sys.argv[1:] if argv is None else list(argv)
+        return subprocess.call([sys.executable, "-m", "brian2_numba.brian_suite", *arguments],
+                               env=dict(os.environ, **defaults))
 
     import brian2
 
