@@ -84,6 +84,17 @@ def register_preferences():
             preferences, such as ``brian2.test``).
             """,
         ),
+        advisor=BrianPreference(
+            default=True,
+            docs="""
+            Whether the cost advisor logs its estimate before each ``run()``
+            (one INFO line, logger ``brian2_numba.advisor``) and warns when
+            another configuration (numpy, Cython, cpp_standalone, the fused
+            loop or not) is predicted to be at least three times faster for
+            that run, compilation included. ``brian2_numba.advise(net,
+            duration)`` shows the estimates either way.
+            """,
+        ),
         boundscheck=BrianPreference(
             default=False,
             docs="""
