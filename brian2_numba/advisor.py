@@ -58,10 +58,21 @@ import weakref
 
 import numpy as np
 from brian2.core.preferences import prefs
+from brian2.groups.group import CodeRunner, Group
+from brian2.groups.neurongroup import Resetter, StateUpdater, Thresholder
+from brian2.monitors import EventMonitor, PopulationRateMonitor, StateMonitor
+from brian2.spatialneuron.spatialneuron import SpatialStateUpdater
+from brian2.synapses.synapses import Synapses, SynapticPathway
 from brian2.utils.logger import get_logger
+from numba.core.dispatcher import Dispatcher
 
-__all__ = ["advise", "features", "estimate", "load_coefficients", "fit", "calibrate",
-           "measured", "CONFIGURATIONS", "STEP_FEATURES"]
+from .bench.report import measured
+from .cache import configured_cache_directory
+from .inspection import _code_objects
+from .kernel_cache import KernelCache
+
+__all__ = ["advise", "features", "kernel_states", "estimate", "predict", "load_coefficients",
+           "fit", "calibrate", "CONFIGURATIONS", "STEP_FEATURES"]
 
 logger = get_logger(__name__)
 
@@ -129,9 +140,6 @@ def _calls_per_element(runner):
         return _calls_cache[runner]
     except (KeyError, TypeError):
         pass
-    from brian2.groups.neurongroup import Resetter, StateUpdater, Thresholder
-    from brian2.spatialneuron.spatialneuron import SpatialStateUpdater
-
     group = runner.group
     if isinstance(runner, (StateUpdater, SpatialStateUpdater)):
         equations = getattr(group, "equations", None) or ()
@@ -162,7 +170,16 @@ def _calls_per_element(runner):
 
 
 def _steps(clock, duration):
-    return int(round(float(duration) / float(clock.dt_))) if duration > 0 else 0
+    duration = float(duration)
+    return int(round(duration / float(clock.dt_))) if duration > 0 else 0
+
+
+def _all_objects(objects):
+    """The objects and their contained objects (``sorted_objects`` without the
+    sorting, which reads preferences slowly)."""
+    for obj in objects:
+        yield obj
+        yield from _all_objects(obj.contained_objects)
 
 
 def features(net, duration):
@@ -182,16 +199,11 @@ def features(net, duration):
         monitors), and the per-step features of :data:`STEP_FEATURES` for
         this duration.
     """
-    from brian2.groups.group import CodeRunner, Group
-    from brian2.monitors import EventMonitor, PopulationRateMonitor, StateMonitor
-    from brian2.spatialneuron.spatialneuron import SpatialStateUpdater
-    from brian2.synapses.synapses import SynapticPathway, Synapses
-
     found = dict.fromkeys(STEP_FEATURES, 0)
     found.update(neurons=0, synapses=0, monitors=0, recorded=0, code_objects=0,
                  integration=0, run_calls=1)
     steps_of = {}
-    for obj in net.sorted_objects:
+    for obj in _all_objects(net.objects):
         if not obj.active:
             continue
         clock = obj.clock
@@ -241,11 +253,6 @@ def kernel_states(net):
     From the numba code objects the network has now (those of its last
     ``before_run``); ``None`` if it has none yet (never ran on 'numba').
     """
-    from numba.core.dispatcher import Dispatcher
-
-    from .inspection import _code_objects
-    from .kernel_cache import KernelCache
-
     states = {"memory": 0, "disk": 0, "compile": 0}
     seen = 0
     for codeobj in _code_objects(net):
@@ -273,8 +280,6 @@ _coefficients = None
 
 def user_coefficients_file():
     """Where ``calibrate`` writes this machine's coefficients (the cache directory)."""
-    from .cache import configured_cache_directory
-
     return os.path.join(configured_cache_directory(), USER_FILE_NAME)
 
 
@@ -306,8 +311,9 @@ def _threads():
     return threads, os.cpu_count() or 1
 
 
-def _current_configuration():
-    target = prefs.codegen.target
+def _current_configuration(fused=None):
+    """The configuration the preferences select (``fused``: whether the run is fused)."""
+    target = prefs["codegen.target"]
     if not isinstance(target, str):
         target = getattr(target, "class_name", str(target))
     if target != "numba":
@@ -315,7 +321,9 @@ def _current_configuration():
     threads, _ = _threads()
     if threads is not None and threads > 1:
         return "numba threads"
-    return "numba" if prefs["codegen.runtime.numba.fused"] else "numba per-object"
+    if fused is None:
+        fused = prefs["codegen.runtime.numba.fused"]
+    return "numba" if fused else "numba per-object"
 
 
 def _linear(coefficients, values):
@@ -468,9 +476,11 @@ def _seconds(x):
     return f"{x:.2g} s" if x < 10 else f"{x:.0f} s"
 
 
-def advise_run(net, duration):
-    """The INFO line (and WARNING) before a run on 'numba' (called by ``network_run``).
+def advise_run(net, duration, fused=None):
+    """The INFO line (and WARNING) before a run on 'numba' (called after ``before_run``).
 
+    ``fused``: whether the run uses the fused loop (default: the preference).
+    Returns the estimates (as :func:`estimate`), or None if switched off.
     Never raises: an advisor that fails says so at DEBUG level only.
     """
     global _ran_in_process
@@ -485,7 +495,7 @@ def advise_run(net, duration):
         return None
     finally:
         _ran_in_process = True
-    current = _current_configuration()
+    current = _current_configuration(fused)
     mine = predicted.get(current)
     if mine is None:
         return predicted
@@ -519,40 +529,28 @@ def advise_run(net, duration):
 
 # -- measured values and fitting -----------------------------------------------------
 
-def measured(record):
-    """Measured ``per_step``, ``run_overhead`` and ``compile`` seconds of a benchmark record.
+def predict(found, target, cache, coefficients=None):
+    """The prediction for a benchmark run: ``target`` (the benchmark's name) with a cache.
 
-    ``compile``: what the first phase cost beyond the steps and the run()
-    preparations (compiling or loading, and the process's first-run costs);
-    None when it is lost in the noise (under 5% of the phase).
+    ``cache``: 'cold' (every kernel compiled) or 'warm' (every kernel on disk).
+    Returns the dict of :func:`estimate` for that target.
     """
-    runs = record.get("runs", 1)
-    steps = record["steps"] * runs
-    per_step = record["t_per_step"]
-    if record["target"] == "cpp_standalone":
-        overhead = record.get("t_run_calls", 0.0) / runs
-    else:
-        overhead = record["t_run_overhead"]
-    compile_seconds = record["t_first_run"] - runs * overhead - steps * per_step
-    if compile_seconds < 0.05 * record["t_first_run"]:
-        compile_seconds = None
-    return {"per_step": per_step, "run_overhead": overhead, "compile": compile_seconds}
-
-
-def predicted_for(record, coefficients=None):
-    """The advisor's prediction for a benchmark record (it must have ``advisor_features``)."""
-    found = record["advisor_features"]
+    coefficients = coefficients or load_coefficients()
     kernels = found["code_objects"]
-    if record["cache"] == "cold":
+    if cache == "cold":
         states = {"memory": 0, "disk": 0, "compile": kernels}
     else:
         states = {"memory": 0, "disk": kernels, "compile": 0}
-    config = {v: k for k, v in _TARGET.items() if k != "numba threads"}[record["target"]]
+    config = {v: k for k, v in _TARGET.items() if k != "numba threads"}[target]
     p = estimate(found, states, coefficients)[config]
-    if record["target"] in ("cython", "cpp_standalone") and record["cache"] == "warm":
-        own = (coefficients or load_coefficients())["targets"][record["target"]]
-        p["compile"] = _compile_seconds(own, 0, kernels, found)
+    if target in ("cython", "cpp_standalone") and cache == "warm":
+        p["compile"] = _compile_seconds(coefficients["targets"][target], 0, kernels, found)
     return p
+
+
+def predicted_for(record, coefficients=None):
+    """:func:`predict` for a benchmark record (it must have ``advisor_features``)."""
+    return predict(record["advisor_features"], record["target"], record["cache"], coefficients)
 
 
 def _nnls(A, b):
@@ -648,7 +646,10 @@ def _model_features(model, n, duration_ms):
 
     start_scope()
     built = MODELS[model].build(n)
-    found = features(Network(built.objects), duration_ms * ms)
+    net = Network(built.objects)
+    found = features(net, duration_ms * ms)
+    for obj in net.objects:  # not run, but not forgotten either (no warning)
+        obj._network = net.id
     start_scope()
     return found
 
@@ -743,6 +744,8 @@ def main(argv=None):
             p.add_argument("-o", "--output", help="write here (default: print)")
         else:
             p.add_argument("-c", "--coefficients", help="default: those in use")
+            p.add_argument("--leave-one-out", action="store_true",
+                           help="predict each model from a fit to the other models' records")
     args = parser.parse_args(argv)
     if args.command == "calibrate":
         path = calibrate(args.output, args.models.split(","),
@@ -764,8 +767,15 @@ def main(argv=None):
             print(text)
         return 0
     coefficients = load_coefficients(args.coefficients) if args.coefficients else None
+    if args.leave_one_out:
+        rows = []
+        for model in dict.fromkeys(r["model"] for r in records):
+            others = fit([r for r in records if r["model"] != model])
+            rows += ratios([r for r in records if r["model"] == model], others)
+    else:
+        rows = ratios(records, coefficients)
     print("model                 size     target            cache  step p/m  compile p/m")
-    for model, n, target, cache, step, comp in ratios(records, coefficients):
+    for model, n, target, cache, step, comp in rows:
         print(f"{model:21} {n:<8} {target:17} {cache:6} {_format_ratio(step):9} "
               f"{_format_ratio(comp)}")
     return 0
