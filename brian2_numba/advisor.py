@@ -194,10 +194,11 @@ def features(net, duration):
         ``neurons`` (elements of the groups that are not synapses or
         monitors: neurons, Poisson inputs, compartments), ``synapses``,
         ``monitors``, ``recorded`` (values a StateMonitor records per step),
-        ``clocks``, ``steps`` (per clock name), ``code_objects`` (objects
-        that run each step: state updaters, thresholds, resets, pathways,
-        monitors), and the per-step features of :data:`STEP_FEATURES` for
-        this duration.
+        ``clocks``, ``steps`` (per clock name), ``code_objects`` (those that
+        run each step: state updaters, thresholds, resets, monitors, and two
+        per synaptic pathway: pushing spikes and their effect),
+        ``integration`` (see :func:`_calls_per_element`), and the per-step
+        features of :data:`STEP_FEATURES` for this duration.
     """
     found = dict.fromkeys(STEP_FEATURES, 0)
     found.update(neurons=0, synapses=0, monitors=0, recorded=0, code_objects=0,
@@ -221,8 +222,9 @@ def features(net, duration):
             found["neurons"] += len(obj)
         if not isinstance(obj, CodeRunner):
             continue
-        found["code_objects"] += 1
-        found["object_steps"] += steps
+        kernels = 2 if isinstance(obj, SynapticPathway) else 1  # pushing spikes, and their effect
+        found["code_objects"] += kernels
+        found["object_steps"] += kernels * steps
         if isinstance(obj, SynapticPathway):
             found["synapse_steps"] += steps * len(obj.synapses)
         elif isinstance(obj, StateMonitor):
@@ -313,6 +315,10 @@ def _threads():
 
 def _current_configuration(fused=None):
     """The configuration the preferences select (``fused``: whether the run is fused)."""
+    from brian2.devices.device import get_device, runtime_device
+
+    if get_device() is not runtime_device:
+        return "cpp_standalone"
     target = prefs["codegen.target"]
     if not isinstance(target, str):
         target = getattr(target, "class_name", str(target))
@@ -344,7 +350,7 @@ def _compile_seconds(target_coefficients, compile_n, disk_n, found):
     return seconds
 
 
-def estimate(found, states=None, coefficients=None, first_in_process=True, threads=None):
+def estimate(found, states=None, coefficients=None, threads=None):
     """Predicted seconds of one ``run()`` for every configuration.
 
     Parameters
@@ -355,8 +361,6 @@ def estimate(found, states=None, coefficients=None, first_in_process=True, threa
         :func:`kernel_states` of the numba kernels; ``None``: all to compile.
     coefficients : dict, optional
         Default: :func:`load_coefficients`.
-    first_in_process : bool
-        Whether no network ran in this process yet (numpy's one-time cost).
     threads : int, optional
         Threads of the 'numba, N threads' row (default: the preference, else
         the number of cores).
@@ -394,7 +398,7 @@ def estimate(found, states=None, coefficients=None, first_in_process=True, threa
             cache = "none needed"
             # Brian's first run of these equations (code generation, sympy):
             # not again if this network's kernels are all in memory already
-            new = states["memory"] < kernels or (first_in_process and not states["memory"])
+            new = states["memory"] < kernels
             compile_seconds = _compile_seconds(own, 0, kernels, found) if new else 0.0
         else:
             cache = "assumed cold"
@@ -421,15 +425,12 @@ def _table(predicted, current):
 
     rows = []
     for config, p in predicted.items():
-        name = config.replace("threads", f"{p['threads']} threads") if p["threads"] else config
+        name = f"numba, {p['threads']} threads" if p["threads"] else config
         rows.append((name + (" (current)" if config == current else ""), p["compile"],
                      p["per_step"] * 1e6, p["run_overhead"], p["steps_seconds"], p["total"],
                      p["cache"]))
     return Table(["configuration", "compile s", "µs/step", "run() prep s", "steps s",
                   "total s", "cache"], rows)
-
-
-_ran_in_process = False  # a network ran in this process already (Brian is warm)
 
 
 def advise(net=None, duration=None):
@@ -465,8 +466,7 @@ def advise(net=None, duration=None):
 
         net = _network(None)
     found = features(net, duration)
-    predicted = estimate(found, kernel_states(net), first_in_process=not _ran_in_process)
-    return _table(predicted, _current_configuration())
+    return _table(estimate(found, kernel_states(net)), _current_configuration())
 
 
 _warned = set()  # (network name, configuration): warned once per process
@@ -483,18 +483,15 @@ def advise_run(net, duration, fused=None):
     Returns the estimates (as :func:`estimate`), or None if switched off.
     Never raises: an advisor that fails says so at DEBUG level only.
     """
-    global _ran_in_process
     try:
         if not prefs["codegen.runtime.numba.advisor"]:
             return None
         found = features(net, duration)
         states = kernel_states(net)
-        predicted = estimate(found, states, first_in_process=not _ran_in_process)
+        predicted = estimate(found, states)
     except Exception as exc:  # an estimate must never break a run
         logger.debug(f"No cost estimate ({type(exc).__name__}: {exc}).", name_suffix="failed")
         return None
-    finally:
-        _ran_in_process = True
     current = _current_configuration(fused)
     mine = predicted.get(current)
     if mine is None:
@@ -619,7 +616,10 @@ def fit(records):
             [measured(r)["run_overhead"] for r in mine], ("const", "code_objects"))
         compile_fit = {}
         for cache in ("cold", "warm"):
-            these = [r for r in mine if r["cache"] == cache]
+            # numpy caches nothing: its 'cold' and 'warm' runs are alike
+            these = [r for r in mine if r["cache"] == cache or target == "numpy"]
+            if target == "numpy" and cache == "cold":
+                continue
             fitted = _relative_fit(
                 [dict(const=1.0, kernels=r["advisor_features"]["code_objects"],
                       **{n: r["advisor_features"][n] for n in COMPILE_FEATURES[2:]})
