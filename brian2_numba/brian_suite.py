@@ -21,6 +21,9 @@ __all__ = ["test", "main"]
 
 #: read when the preferences are registered (see brian2_numba.preferences)
 FUSED_DEFAULT_VARIABLE = "BRIAN2_NUMBA_FUSED"
+#: the same for the cost advisor: off in Brian's suite, whose tests check that
+#: their (short, cold) runs log no warnings
+ADVISOR_DEFAULT_VARIABLE = "BRIAN2_NUMBA_ADVISOR"
 
 
 def test(long_tests=False, per_object=False, workers="auto", additional_args=()):
@@ -80,6 +83,9 @@ def main(argv=None):
         # brian2.test resets the preferences to their defaults, in this
         # process and its workers: this sets the default
         os.environ[FUSED_DEFAULT_VARIABLE] = "0"
+
+    # the advisor would warn that numpy runs Brian's tiny tests faster
+    os.environ[ADVISOR_DEFAULT_VARIABLE] = "0"
 
     import brian2
 
