@@ -8,7 +8,9 @@ preparation of the run (Brian's code generation, ``before_run``). It logs one
 INFO line (logger ``brian2_numba.advisor``) with the estimate for the current
 configuration, and a WARNING when another one is predicted to be at least
 three times faster for this run, compilation included, with the line to
-change. ``prefs.codegen.runtime.numba.advisor = False`` switches both off.
+change. An estimate the same as the network's previous one (many short
+runs) is logged at DEBUG level instead (Brian's log file, not the console).
+``prefs.codegen.runtime.numba.advisor = False`` switches both off.
 :func:`advise` returns the whole table::
 
     brian2_numba.advise(net, 10*second)
@@ -470,6 +472,7 @@ def advise(net=None, duration=None):
 
 
 _warned = set()  # (network name, configuration): warned once per process
+_last_message = {}  # network name -> its last estimate logged at INFO level
 
 
 def _seconds(x):
@@ -497,12 +500,18 @@ def advise_run(net, duration, fused=None):
     if mine is None:
         return predicted
     steps = max(found["steps"].values(), default=0)
-    logger.info(
+    message = (
         f"Network '{net.name}' on {current}, {steps} steps: predicted "
         f"{_seconds(mine['total'])} = compile/load {_seconds(mine['compile'])} "
         f"(kernels: {mine['cache']}) + run() preparation {_seconds(mine['run_overhead'])} "
-        f"+ steps {_seconds(mine['steps_seconds'])} ({mine['per_step'] * 1e6:.3g} µs/step).",
-        name_suffix="estimate")
+        f"+ steps {_seconds(mine['steps_seconds'])} ({mine['per_step'] * 1e6:.3g} µs/step).")
+    # Brian's console shows INFO: the same estimate again (many short runs)
+    # goes to the log file only
+    if _last_message.get(net.name) == message:
+        logger.debug(message, name_suffix="estimate")
+    else:
+        _last_message[net.name] = message
+        logger.info(message, name_suffix="estimate")
     options = {c: p for c, p in predicted.items() if c != current
                and (c != "numba threads" or THREADS_PREF in prefs)}
     if options:

@@ -37,6 +37,7 @@ from brian2_numba.introspect import Table
 def _fresh_advisor():
     start_scope()
     advisor._warned.clear()
+    advisor._last_message.clear()
     advisor.load_coefficients(reload=True)  # the shipped file (the cache dir is new)
     yield
     start_scope()
@@ -118,6 +119,11 @@ def test_info_line_before_each_run_and_the_switch_to_turn_it_off():
                                           lines[0]).groups())
     assert disk == 0 and new >= 1 and memory + new == 8
     assert "8 in memory, 0 on disk, 0 to compile" in lines[1]
+    # the same estimate again: to the log file (DEBUG), not the console (INFO)
+    with catch_logs(logging.DEBUG, only_from=("brian2_numba",)) as logs:
+        net.run(0.5 * ms)
+    assert [(level, message) for level, name, message in logs
+            if name == "brian2_numba.advisor.estimate"] == [("DEBUG", lines[1])]
     prefs.codegen.runtime.numba.fused = False
     with catch_logs(logging.INFO, only_from=("brian2_numba",)) as logs:
         net.run(0.5 * ms)

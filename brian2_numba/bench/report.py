@@ -6,6 +6,10 @@ baseline target's median in the same model, size and cache state (below 1:
 faster than the baseline); the time per run() call of the models that make
 many (``short_runs``) is divided by the numpy target's.
 
+When the records carry the cost advisor's prediction (``advisor_predicted``,
+recorded by the child process), two more columns divide it by the
+measurement: per step, and compile-or-load (see :func:`measured`).
+
 Checksum rows are (model, size, target), over all runs: for deterministic
 models every run must give the numpy target's spikes and mean ("same as
 numpy"), otherwise the check says what differs; random models are only set
