@@ -23,15 +23,22 @@ threads`` (only predicted, with an assumed parallel efficiency), ``numpy``,
 **The model.** Every time is a sum of coefficients times features, per
 target (``advisor_coefficients.json``, next to this module)::
 
-    steps    = sum over code objects of (steps of its clock) x
-               (1, elements it loops over, elements x function calls,
-                synapses (pathways), recorded values (StateMonitor),
-                compartments (SpatialNeuron))
+    steps    = 1 per run() (entering the loop)
+             + sum over code objects of (steps of its clock) x
+               (1, elements it loops over, elements x operators,
+                elements x function calls, synapses (pathways),
+                recorded values (StateMonitor), compartments (SpatialNeuron))
     run()    = a + b x code objects          (Brian's preparation of a run)
-    compile  = a + b x kernels to compile    (cold cache)
-             + a' + b' x kernels to load     (numba's disk cache)
+    compile  = a + b x kernels + c x integration + d x synapses
+               (per cache state: 'cold' for kernels to compile, 'warm' for
+               kernels in numba's disk cache; nothing when all are in memory)
 
-The coefficients are fitted (least squares, relative errors, non-negative)
+``integration`` is Brian's symbolic work on the equations in its first run
+(the square of the number of equations solved exactly, the number
+integrated with exponential Euler, each event-driven equation); the
+synapses term is the spike queue's first preparation.
+
+The coefficients are fitted (least squares of relative errors, non-negative)
 to the benchmark tool's results (``brian2-numba-bench``, see
 :func:`fit`); ``python -m brian2_numba.advisor calibrate`` measures them again
 on this machine and writes them to the cache directory, where they override
@@ -199,8 +206,9 @@ def features(net, duration):
         ``clocks``, ``steps`` (per clock name), ``code_objects`` (those that
         run each step: state updaters, thresholds, resets, monitors, and two
         per synaptic pathway: pushing spikes and their effect),
-        ``integration`` (see :func:`_calls_per_element`), and the per-step
-        features of :data:`STEP_FEATURES` for this duration.
+        ``integration`` (Brian's symbolic work on the equations, see the
+        module's docstring), and the per-step features of
+        :data:`STEP_FEATURES` for this duration.
     """
     found = dict.fromkeys(STEP_FEATURES, 0)
     found.update(neurons=0, synapses=0, monitors=0, recorded=0, code_objects=0,
