@@ -34,9 +34,9 @@ target (``advisor_coefficients.json``, next to this module)::
                kernels in numba's disk cache; nothing when all are in memory)
 
 ``integration`` is Brian's symbolic work on the equations in its first run
-(the square of the number of equations solved exactly, the number
-integrated with exponential Euler, each event-driven equation); the
-synapses term is the spike queue's first preparation.
+(4 per equation of a system solved exactly, 1 per equation integrated with
+exponential Euler or event-driven); the synapses term is the spike queue's
+first preparation.
 
 The coefficients are fitted (least squares of relative errors, non-negative)
 to the benchmark tool's results (``brian2-numba-bench``, see
@@ -141,9 +141,13 @@ def _calls_per_element(runner):
     """(function calls (exp, rand, ...), operators, integration) of a code runner's code.
 
     ``integration`` estimates Brian's symbolic work on the equations, which
-    its first run in a process pays: the square of the number of equations
-    solved exactly (a linear system), the number for exponential Euler, 0
-    for the explicit methods.
+    its first run in a process pays (sympy; measured once, warm cache, first
+    ``run(0*ms)`` minus the second: CUBA's 3 equations solved exactly 0.8 s,
+    STDP's 2 0.6 s, COBAHH's 6 with exponential Euler 0.39 s, SpatialNeuron's
+    3 0.21 s, a single equation, solved exactly or with Euler, 0.1 s): 4 per
+    equation of an exactly solved system of several (a matrix exponential), 1
+    per equation for exponential Euler, 0 otherwise. Counted once per group
+    (a SpatialNeuron's two state updaters integrate the same equations).
     """
     try:
         return _calls_cache[runner]
@@ -160,10 +164,12 @@ def _calls_per_element(runner):
         if "exponential" in method:
             calls += odes  # an exp per equation
             integration = odes
-        elif "exact" in method or "linear" in method:
-            integration = odes * odes
+        elif ("exact" in method or "linear" in method) and odes > 1:
+            integration = 4 * odes
         else:
             integration = 0
+        if isinstance(runner, SpatialStateUpdater):
+            integration = 0  # the group's StateUpdater counts it
         calls = (calls, operators, integration)
     elif isinstance(runner, Thresholder):
         calls = (*_count_calls(group.events.get(runner.event)), 0)
