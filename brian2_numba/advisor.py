@@ -714,29 +714,60 @@ def ratios(records, coefficients=None):
     return rows
 
 
-def calibrate(output=None, models=("cuba_det", "tiny", "state_update", "cobahh", "stdp"),
-              targets=None, quick=True, extra_args=()):
+#: the models ``calibrate`` measures (--quick: a few minutes with every target)
+CALIBRATION_MODELS = ("cuba_det", "cobahh", "stdp", "state_update", "tiny", "short_runs",
+                      "spatial")
+
+
+def _merge(measured_coefficients, records, shipped):
+    """The measured coefficients, the shipped ones where the measurement says nothing.
+
+    That is: targets not measured here, features that none of a target's
+    records has (a coefficient fitted to zeros), cache states not measured.
+    """
+    merged = json.loads(json.dumps(shipped))
+    merged.pop("file", None)
+    merged.update({k: v for k, v in measured_coefficients.items() if k != "targets"})
+    for target, own in measured_coefficients["targets"].items():
+        base = shipped["targets"].get(target)
+        if base:
+            mine = [r["advisor_features"] for r in records
+                    if r["target"] == target and r.get("advisor_features")]
+            for name in STEP_FEATURES:
+                if not any(found[name] for found in mine):
+                    own["step"][name] = base["step"].get(name, 0.0)
+            for cache, values in base["compile"].items():
+                own["compile"].setdefault(cache, values)
+        merged["targets"][target] = own
+    merged["calibrated_targets"] = sorted(measured_coefficients["targets"])
+    return merged
+
+
+def calibrate(output=None, models=CALIBRATION_MODELS, targets=None, quick=True,
+              extra_args=()):
     """Measure the coefficients on this machine: the benchmark tool on a few models.
 
     Runs ``brian2-numba-bench`` (``--quick`` by default: small sizes, short
     runs, cold and warm caches) on ``models`` and the targets that work here,
-    fits (:func:`fit`) and writes the coefficients to ``output`` (default:
+    fits (:func:`fit`), keeps the shipped coefficients where the measurement
+    has nothing to say (targets that did not run, features none of the
+    models has) and writes the result to ``output`` (default:
     ``advisor_coefficients.json`` in the cache directory, which then
     overrides the shipped file). Returns the path.
     """
     from .bench.cli import main as bench
 
     output = output or user_coefficients_file()
+    options = ["-m", ",".join(models), "--no-plots"] + (["--quick"] if quick else [])
+    if targets:
+        options += ["-t", ",".join(targets)]
+    options += list(extra_args)
     with tempfile.TemporaryDirectory(prefix="brian2_numba_calibrate_") as tmp:
-        args = ["-m", ",".join(models), "-o", tmp, "--no-plots"]
-        if quick:
-            args.append("--quick")
-        if targets:
-            args += ["-t", ",".join(targets)]
-        bench(args + list(extra_args))
+        bench(options + ["-o", tmp])
         records = _read(os.path.join(tmp, "results.jsonl"))
-    coefficients = fit(add_features(records))
-    coefficients["source"] = "calibrate: brian2-numba-bench " + " ".join(args[:2] + args[-1:])
+    records = add_features(records)
+    coefficients = _merge(fit(records), records, load_coefficients(SHIPPED))
+    coefficients["source"] = "calibrate: brian2-numba-bench " + " ".join(options)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w", encoding="utf-8") as f:
         json.dump(coefficients, f, indent=1)
@@ -755,7 +786,7 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     cal = sub.add_parser("calibrate", help="measure on this machine (runs the benchmark tool)")
     cal.add_argument("-o", "--output", help="default: the cache directory's file")
-    cal.add_argument("-m", "--models", default="cuba_det,tiny,state_update,cobahh,stdp")
+    cal.add_argument("-m", "--models", default=",".join(CALIBRATION_MODELS))
     cal.add_argument("-t", "--targets", help="default: every target that runs here")
     cal.add_argument("--full", action="store_true", help="default sizes, not --quick")
     for name, text in [("fit", "fit coefficients to benchmark results"),

@@ -373,7 +373,13 @@ def test_calibrate_runs_the_benchmark_tool_and_writes_the_cache_file(numba_targe
     assert path == advisor.user_coefficients_file()
     with open(path) as f:
         written = json.load(f)
-    assert set(written["targets"]) == {"numpy"}
-    assert written["source"].startswith("calibrate: ")
+    shipped = advisor.load_coefficients(advisor.SHIPPED)
+    assert written["calibrated_targets"] == ["numpy"]
+    assert set(written["targets"]) == set(shipped["targets"])  # the others: shipped
+    assert written["targets"]["cython"] == shipped["targets"]["cython"]
+    assert written["targets"]["numpy"] != shipped["targets"]["numpy"]
+    # the tiny network has no compartments: that coefficient stays the shipped one
+    assert (written["targets"]["numpy"]["step"]["compartment_steps"]
+            == shipped["targets"]["numpy"]["step"]["compartment_steps"])
+    assert written["source"] == "calibrate: brian2-numba-bench -m tiny --no-plots --quick -t numpy"
     assert advisor.load_coefficients()["file"] == path  # in use from now on
-    assert set(written["targets"]["numpy"]["compile"]) <= {"cold", "warm"}
