@@ -75,7 +75,6 @@ from brian2.synapses.synapses import Synapses, SynapticPathway
 from brian2.utils.logger import get_logger
 from numba.core.dispatcher import Dispatcher
 
-from .bench.report import measured
 from .cache import configured_cache_directory
 from .inspection import _code_objects
 from .kernel_cache import KernelCache
@@ -625,6 +624,8 @@ def fit(records):
     per cache state (cold, warm) from :func:`measured`; each a non-negative
     least-squares fit of the relative errors.
     """
+    from .bench.report import measured  # (the benchmark's modules: only for fitting)
+
     ok = [r for r in records if r.get("status") == "ok" and r.get("advisor_features")]
     result = {"version": 1, "features": list(STEP_FEATURES), "targets": {},
               "threads": {"parallel_efficiency": 0.7, "compile_factor": 1.3,
@@ -703,6 +704,8 @@ def _read(spec):
 
 def ratios(records, coefficients=None):
     """``[(model, n, target, cache, per-step ratio, compile ratio)]``: predicted / measured."""
+    from .bench.report import measured
+
     rows = []
     for r in records:
         if r.get("status") != "ok" or not r.get("advisor_features"):
