@@ -38,6 +38,7 @@ from .trust import make_private_directory  # noqa: E402
 
 __all__ = [
     "NumbaCodeObject",
+    "advise",
     "cache_stats",
     "generated_files",
     "default_cache_directory",
@@ -89,6 +90,16 @@ def test(long_tests=False, per_object=False, workers="auto", additional_args=(),
     from .brian_suite import test as run_suite
 
     return run_suite(long_tests, per_object, workers, additional_args, threads)
+
+
+def advise(net=None, duration=None):
+    """The predicted cost of a ``run()`` on every configuration: :func:`brian2_numba.advisor.advise`.
+
+    (Imported when called, like :func:`test`.)
+    """
+    from .advisor import advise as predict
+
+    return predict(net, duration)
 
 from .collector import freeze_long_lived_objects  # noqa: E402
 

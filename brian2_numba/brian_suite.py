@@ -26,6 +26,9 @@ __all__ = ["test", "main"]
 FUSED_DEFAULT_VARIABLE = "BRIAN2_NUMBA_FUSED"
 THREADS_DEFAULT_VARIABLE = "BRIAN2_NUMBA_THREADS"
 THRESHOLD_DEFAULT_VARIABLE = "BRIAN2_NUMBA_PARALLEL_THRESHOLD"
+#: the same for the cost advisor: off in Brian's suite, whose tests check that
+#: their (short, cold) runs log no warnings
+ADVISOR_DEFAULT_VARIABLE = "BRIAN2_NUMBA_ADVISOR"
 
 
 def test(long_tests=False, per_object=False, workers="auto", additional_args=(),
@@ -93,7 +96,9 @@ def main(argv=None):
     # and its workers, so the modes are defaults, read from the environment
     # when brian2_numba registers its preferences; `python -m` imported it
     # already, so a new process starts with them
-    defaults = {}
+    # (the advisor would warn that numpy runs Brian's tiny tests faster, and
+    # Brian's tests check that they log no warnings)
+    defaults = {ADVISOR_DEFAULT_VARIABLE: "0"}
     if options.per_object:
         defaults[FUSED_DEFAULT_VARIABLE] = "0"
     if options.threads != 1:
@@ -103,6 +108,7 @@ def main(argv=None):
         arguments = sys.argv[1:] if argv is None else list(argv)
         return subprocess.call([sys.executable, "-m", "brian2_numba.brian_suite", *arguments],
                                env=dict(os.environ, **defaults))
+
 
     import brian2
 

@@ -49,7 +49,7 @@ from .codeobject import NumbaCodeObject
 from .njit_lines import numba_decorator
 from .templating import tidy
 
-__all__ = ["install", "network_run"]
+__all__ = ["install", "network_run", "network_before_run"]
 
 logger = get_logger(__name__)
 
@@ -244,6 +244,9 @@ def _report_callback(report):
 
 
 _last_network = None
+#: (network, duration) of the run on 'numba' whose cost the advisor
+#: estimates once its code objects exist (see network_before_run)
+_advice_request = None
 
 
 def last_network():
@@ -255,7 +258,7 @@ def last_network():
 def network_run(net, duration, report=None, report_period=10 * second, namespace=None,
                 profile=None, level=0):
     """``Network.run`` for the runtime device (see the module docstring)."""
-    global _last_network
+    global _last_network, _advice_request
     _last_network = weakref.ref(net)
     device = get_device()
     if profile is None:
@@ -263,6 +266,7 @@ def network_run(net, duration, report=None, report_period=10 * second, namespace
     target = prefs.codegen.target
     on_numba = target == "numba" or (isinstance(target, type)
                                       and issubclass(target, NumbaCodeObject))
+    _advice_request = None
     if on_numba:
         with threads.run_lock():
             threads.apply_thread_count()
@@ -275,6 +279,7 @@ def network_run(net, duration, report=None, report_period=10 * second, namespace
 
 def _network_run(net, duration, report, report_period, namespace, profile, level):
     """The fused loop if it can run this network, else Brian's loop."""
+    global _advice_request
     reason = None
     if not prefs["codegen.runtime.numba.fused"]:
         pass
@@ -283,10 +288,12 @@ def _network_run(net, duration, report, report_period, namespace, profile, level
     else:
         reason = _unfusable_reason([obj for obj in net.sorted_objects if obj.active])
         if reason is None:
+            _advice_request = (weakref.ref(net), duration, True)
             return _run_fused(net, duration, report, report_period, namespace, level + 1)
     if reason:
         logger.info(f"Network '{net.name}' runs Brian's loop: {reason}.",
                     name_suffix="not_fused")
+    _advice_request = (weakref.ref(net), duration, False)
     return Network.run.original_function(
         net, duration, report=report, report_period=report_period,
         namespace=namespace, profile=profile, level=level + 2)
@@ -379,6 +386,22 @@ def _run_fused(net, duration, report, report_period, namespace, level):
         raise interrupted
 
 
+def network_before_run(net, run_namespace):
+    """``Network.before_run``, then the cost advisor's estimate for a run on 'numba'.
+
+    After Brian's ``before_run`` the code objects exist (their kernels not yet
+    compiled or loaded), so the advisor sees the kernels' cache state.
+    """
+    global _advice_request
+    Network.before_run.original_function(net, run_namespace)
+    request, _advice_request = _advice_request, None
+    if request is not None and request[0]() is net:
+        from .advisor import advise_run  # (imported on the first run)
+
+        advise_run(net, request[1], fused=request[2])
+
+
 def install():
     """Make the runtime device run networks through :func:`network_run`."""
     runtime_device.network_run = network_run
+    runtime_device.network_before_run = network_before_run

@@ -120,6 +120,20 @@ def register_preferences():
             variable ``BRIAN2_NUMBA_PARALLEL_THRESHOLD`` sets the default.
             """,
         ),
+        advisor=BrianPreference(
+            default=os.environ.get("BRIAN2_NUMBA_ADVISOR", "1").strip() != "0",
+            docs="""
+            Whether the cost advisor logs its estimate before each ``run()``
+            (one INFO line, logger ``brian2_numba.advisor``) and warns when
+            another configuration (numpy, Cython, cpp_standalone, the fused
+            loop or not) is predicted to be at least three times faster for
+            that run, compilation included. ``brian2_numba.advise(net,
+            duration)`` shows the estimates either way. The environment
+            variable ``BRIAN2_NUMBA_ADVISOR=0`` makes ``False`` the default
+            (``python -m brian2_numba.brian_suite`` sets it: Brian's tests
+            check that their short runs log no warnings).
+            """,
+        ),
         boundscheck=BrianPreference(
             default=False,
             docs="""

@@ -14,6 +14,8 @@ know the target. It also
   are keyed by target name) against Cython's values: numba fills the same
   kind of buffers from numpy's generator, so it must draw the very same
   numbers;
+* turns the cost advisor off (``BRIAN2_NUMBA_ADVISOR=0``; Brian's tests
+  check that their short runs on a cold cache log no warnings);
 * lets subprocesses started by tests (which run scripts that only import
   brian2) register the target too, through a ``sitecustomize`` on
   ``PYTHONPATH`` that imports brian2_numba right after brian2. A user's
@@ -24,7 +26,11 @@ import os
 import sys
 import tempfile
 
-import brian2_numba  # noqa: F401  (registers the target in this process)
+# Brian's tests check that their short, cold runs log no warnings: no cost
+# advice there (read when the preferences are registered, on import)
+os.environ.setdefault("BRIAN2_NUMBA_ADVISOR", "0")
+
+import brian2_numba  # noqa: E402, F401  (registers the target in this process)
 
 _FAKE_RANDN = '''
 @_numba.njit

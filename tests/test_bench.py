@@ -78,6 +78,10 @@ def _check_results_file(records):
             r["t_import"] + r["t_construct"] + r["t_first_run"])
         assert r["t_process"] > r["t_first_result"]
         assert r["spikes"] > 0 and r["synapses"] > 0
+        # the cost advisor's counts and prediction, for the report's pred÷meas columns
+        assert "advisor_error" not in r
+        assert r["advisor_features"]["synapses"] == r["synapses"]
+        assert set(r["advisor_predicted"]) == {"compile", "per_step", "run_overhead", "total"}
         assert r["env"]["versions"]["brian2"] and r["env"]["versions"]["numba"]
         assert r["env"]["machine"]["cores"] >= 1
 
@@ -118,7 +122,8 @@ def _check_summaries(stdout, out):
     assert "Models with many run() calls (short_runs: 5 calls per phase)" in table
     header = next(line for line in lines if line.startswith("model ") and " cache " in line)
     for title in ("import s", "build s", "1st run s", "2nd run s", "µs/step", "ms/run()",
-                  "peak MB", "result÷numpy", "step÷numpy"):
+                  "peak MB", "result÷numpy", "step÷numpy", "step pred÷meas",
+                  "compile pred÷meas"):
         assert title in header
     rows = [line.split() for line in lines
             if len(line.split()) > 4 and line.split()[2] in ("cold", "warm")]

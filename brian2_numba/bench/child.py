@@ -168,6 +168,25 @@ def run(spec, record):
     if target in _NUMBA_TARGETS:
         record["numba_cache"] = brian2_numba.cache_stats()
     record["brian2_version"] = brian2.__version__
+    _advise(record, net, duration, spec)
+
+
+def _advise(record, net, duration, spec):
+    """The cost advisor's features and prediction for this run, after the timings.
+
+    (For the other targets this imports brian2_numba, once nothing is timed.)
+    """
+    try:
+        from brian2_numba import advisor
+
+        found = advisor.features(net, duration)
+        predicted = advisor.predict(found, spec["target"], spec["cache"])
+    except Exception as exc:  # no prediction is no reason to lose the measurement
+        record["advisor_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        return
+    record["advisor_features"] = found
+    record["advisor_predicted"] = {key: predicted[key] for key in
+                                   ("compile", "per_step", "run_overhead", "total")}
 
 
 def describe(exc):

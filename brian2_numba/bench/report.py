@@ -6,6 +6,10 @@ baseline target's median in the same model, size and cache state (below 1:
 faster than the baseline); the time per run() call of the models that make
 many (``short_runs``) is divided by the numpy target's.
 
+When the records carry the cost advisor's prediction (``advisor_predicted``,
+recorded by the child process), two more columns divide it by the
+measurement: per step, and compile-or-load (see :func:`measured`).
+
 Checksum rows are (model, size, target), over all runs: for deterministic
 models every run must give the numpy target's spikes and mean ("same as
 numpy"), otherwise the check says what differs; random models are only set
@@ -17,7 +21,7 @@ import statistics
 from .models import MODELS
 from .targets import TARGETS
 
-__all__ = ["summarize", "checks", "render", "check_failed"]
+__all__ = ["summarize", "checks", "render", "check_failed", "measured"]
 
 #: (record field, column title, scale)
 TIMES = [
@@ -37,6 +41,37 @@ NUMPY_RATIOS = ("t_per_run_call",)
 #: relative tolerance for the mean of a deterministic model (bitwise equality
 #: is too strict: C compilers use -ffast-math, numba's exp is not libm's)
 MEAN_RTOL = 1e-9
+
+
+def measured(record):
+    """Measured ``per_step``, ``run_overhead`` and ``compile`` seconds of a record.
+
+    ``compile``: what the first phase cost beyond its steps and run()
+    preparations (compiling or loading, and the process's first-run costs);
+    None when it is lost in the noise (under 5% of the phase). For
+    cpp_standalone the preparation of a run is its recording in Python.
+    """
+    runs = record.get("runs", 1)
+    per_step = record["t_per_step"]
+    if record["target"] == "cpp_standalone":
+        overhead = record.get("t_run_calls", 0.0) / runs
+    else:
+        overhead = record["t_run_overhead"]
+    compile_seconds = record["t_first_run"] - runs * (overhead + record["steps"] * per_step)
+    if compile_seconds < 0.05 * record["t_first_run"]:
+        compile_seconds = None
+    return {"per_step": per_step, "run_overhead": overhead, "compile": compile_seconds}
+
+
+def _advisor_ratios(record):
+    """(per-step, compile) predicted / measured, from the advisor's prediction in the record."""
+    predicted = record.get("advisor_predicted")
+    if not predicted or record.get("status") != "ok":
+        return None, None
+    found = measured(record)
+    step = predicted["per_step"] / found["per_step"] if found["per_step"] else None
+    comp = predicted["compile"] / found["compile"] if found["compile"] else None
+    return step, comp
 
 
 def _order(record):
@@ -71,6 +106,9 @@ def summarize(records, baseline):
                    errors=[r.get("error", "") for r in group if r.get("status") != "ok"])
         for field, *_ in TIMES:
             row[field] = _stats([r[field] for r in ok if r.get(field) is not None])
+        advice = [_advisor_ratios(r) for r in ok]
+        row["step_advice"] = _stats([a[0] for a in advice if a[0] is not None])
+        row["compile_advice"] = _stats([a[1] for a in advice if a[1] is not None])
         for fields, reference in [(RATIOS, baseline), (NUMPY_RATIOS, "numpy")]:
             base = _ok(groups.get((model, n, cache, reference), []))
             for field in fields:
@@ -236,6 +274,11 @@ def render(records, baseline, markdown=False):
     head = (["model", "size", "cache", "target"] + [title for _, title, _ in times]
             + [f"result÷{baseline}", f"step÷{baseline}"])
     body = [_timing_cells(r, times) for r in rows]
+    advised = any(r["step_advice"] or r["compile_advice"] for r in rows)
+    if advised:  # the cost advisor's predictions (brian2_numba.advisor), ÷ measured
+        head += ["step pred÷meas", "compile pred÷meas"]
+        body = [cells + [_fmt_stats(r["step_advice"], 1), _fmt_stats(r["compile_advice"], 1)]
+                for cells, r in zip(body, rows, strict=False)]
     if any(r["failed"] for r in rows):
         head.append("failed")
         body = [cells + [str(r["failed"] or "")] for cells, r in zip(body, rows, strict=False)]
@@ -244,6 +287,11 @@ def render(records, baseline, markdown=False):
                f"1st run; 'run() prep' = 2nd run minus its loop, per run() call; µs/step = "
                f"the simulation loop's own clock (device._last_run_time) / steps, 2nd run; "
                f"÷{baseline} = ratio to the {baseline} target (below 1: faster).")
+    if advised:
+        out.append("pred÷meas: the cost advisor's prediction (brian2_numba.advisor, recorded by "
+                   "the child) divided by the measurement: µs/step, and the compile-or-load "
+                   "time (1st run minus its steps and run() preparations; '-' where that is "
+                   "under 5% of the 1st run).")
     many = sorted({(r["model"], r["runs"]) for r in records
                    if r.get("status") == "ok" and r.get("runs", 1) > 1})
     if many:
