@@ -548,10 +548,11 @@ def advise_run(net, duration, fused=None):
 
 # -- measured values and fitting -----------------------------------------------------
 
-def predict(found, target, cache, coefficients=None):
+def predict(found, target, cache, coefficients=None, threads=None):
     """The prediction for a benchmark run: ``target`` (the benchmark's name) with a cache.
 
-    ``cache``: 'cold' (every kernel compiled) or 'warm' (every kernel on disk).
+    ``cache``: 'cold' (every kernel compiled) or 'warm' (every kernel on disk);
+    ``threads``: the thread count of the ``numba_threads`` target.
     Returns the dict of :func:`estimate` for that target.
     """
     coefficients = coefficients or load_coefficients()
@@ -560,8 +561,13 @@ def predict(found, target, cache, coefficients=None):
         states = {"memory": 0, "disk": 0, "compile": kernels}
     else:
         states = {"memory": 0, "disk": kernels, "compile": 0}
-    config = {v: k for k, v in _TARGET.items() if k != "numba threads"}[target]
-    p = estimate(found, states, coefficients)[config]
+    if target == "numba_threads":
+        config = "numba threads"
+    else:
+        config = {v: k for k, v in _TARGET.items() if k != "numba threads"}.get(target)
+    if config is None:
+        raise ValueError(f"The advisor has no model of the target '{target}'.")
+    p = estimate(found, states, coefficients, threads=threads)[config]
     if target in ("cython", "cpp_standalone") and cache == "warm":
         p["compile"] = _compile_seconds(coefficients["targets"][target], 0, kernels, found)
     return p

@@ -145,7 +145,8 @@ def test_console_script_is_declared():
 @pytest.mark.parametrize("args, message", [
     (["-m", "cuba,nope"], "Unknown model 'nope'. Valid models are: cuba, cuba_det"),
     (["-t", "cuda"], "Unknown target 'cuda'. Valid targets are: numpy, cython, numba, "
-                     "numba_per_object, cpp_standalone."),
+                     "numba_per_object, numba_threads, cpp_standalone, cpp_standalone_threads."),
+    (["--threads", "0"], "--threads must be at least 1, not 0."),
     (["--cache", "hot"], "Unknown cache state 'hot'. Valid cache states are: cold, warm."),
     (["-s", "tiny=1.5"], "Invalid size '1.5'"),
     (["-m", "tiny", "-s", "cuba=100"], "--sizes for model 'cuba', which is not selected"),

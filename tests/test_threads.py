@@ -132,13 +132,17 @@ def test_every_parallel_template_gives_the_serial_result():
 def test_serial_below_the_threshold_and_with_one_thread():
     prefs.codegen.runtime.numba.threads = 2
     prefs.codegen.runtime.numba.parallel_threshold = 1000
-    G = NeuronGroup(999, "dv/dt = -v/(10*ms) : 1", threshold="v > 1", reset="v = 0")
-    H = NeuronGroup(1000, "dv/dt = -v/(10*ms) : 1")
-    net = Network(G, H)
+    small = NeuronGroup(999, "dv/dt = -v/(10*ms) : 1", threshold="v > 1", reset="v = 0",
+                        name="small")
+    large = NeuronGroup(1000, "dv/dt = -v/(10*ms) : 1", name="large")
+    net = Network(small, large)
     net.run(1 * ms)
     parallel = [name for name, blocks in brian2_numba.generated_files(net).items()
                 if any("parallel=True" in open(p).read() for p in blocks.values())]
-    assert parallel == ["neurongroup_1_stateupdater_codeobject"]
+    assert parallel == ["large_stateupdater_codeobject"]
+    prefs.codegen.runtime.numba.threads = 1
+    net.run(1 * ms)
+    assert _parallel_templates(net) == set()
 
 
 def test_random_numbers_keep_a_kernel_serial():

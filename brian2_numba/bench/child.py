@@ -180,7 +180,8 @@ def _advise(record, net, duration, spec):
         from brian2_numba import advisor
 
         found = advisor.features(net, duration)
-        predicted = advisor.predict(found, spec["target"], spec["cache"])
+        predicted = advisor.predict(found, spec["target"], spec["cache"],
+                                    threads=spec.get("threads"))
     except Exception as exc:  # no prediction is no reason to lose the measurement
         record["advisor_error"] = f"{type(exc).__name__}: {exc}"[:300]
         return
