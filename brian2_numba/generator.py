@@ -71,6 +71,7 @@ class NumbaCodeGenerator(CodeGenerator):
         self._support_code = []
         self._kernel_args = []
         self._vector_reads, self._vector_writes = set(), set()
+        self._vector_statements = 0
         self._collect_functions()
 
     # -- functions ---------------------------------------------------------
@@ -302,6 +303,7 @@ class NumbaCodeGenerator(CodeGenerator):
                     ve_read.remove(varname)
             self._vector_reads |= set(ve_read) | set(ve_indices)
             self._vector_writes |= set(ve_write)
+            self._vector_statements += len(ve_statements[block])
             for code, stmts, read, write, indices, cond in [
                 (scalar_code, sc_statements[block], sc_read, sc_write, sc_indices, sc_cond),
                 (vector_code, ve_statements[block], ve_read, ve_write, ve_indices, ve_cond),
@@ -327,7 +329,8 @@ class NumbaCodeGenerator(CodeGenerator):
             draws_random_numbers=any(p in self._kernel_args for p in BUFFER_POSITIONS),
         )
         partition = parallel_partition(
-            self.template_name, self.owner, self.variables, partition, reads_written
+            self.template_name, self.owner, self.variables, partition, reads_written,
+            self._vector_statements,
         )
         if partition is None or partition == "_idx":
             key = "_idx"

@@ -6,9 +6,10 @@ with ``parallel=True`` and a ``prange`` loop when
 * its template has a parallel form (:data:`PARALLEL_TEMPLATES`),
 * its code is safe to split (:func:`partition_of`: no random numbers, and
   every array it writes is accessed through one index only), and
-* it has enough work: at least ``parallel_threshold`` items (neurons,
-  synapses, recorded indices; ``reset`` counts a tenth of its group, the
-  spikes it can expect), because a parallel region costs microseconds.
+* it has enough work: items (neurons, synapses, recorded indices; ``reset``
+  counts a tenth of its group, the spikes it can expect) times the
+  statements of its vector code, at least ``parallel_threshold``, because
+  starting a parallel region costs microseconds (a few µs here, 2 cores).
 
 Results do not depend on the thread count: loops over neurons write disjoint
 elements; ``threshold`` compacts its events in ascending order; synaptic
@@ -150,10 +151,12 @@ def _work(template, owner, variables):
     return items * _RESET_SHARE if template == "reset" else items
 
 
-def parallel_partition(template, owner, variables, partition, reads_written):
+def parallel_partition(template, owner, variables, partition, reads_written, statements=1):
     """The partition the kernel is generated with, or ``None`` for a serial kernel.
 
-    ``partition`` and ``reads_written`` are :func:`partition_of`'s answer.
+    ``partition`` and ``reads_written`` are :func:`partition_of`'s answer,
+    ``statements`` the number of statements of the vector code (a kernel's
+    work is its items times its statements).
     """
     kind = PARALLEL_TEMPLATES.get(template)
     if kind is None or partition is None or requested_threads() == 1:
@@ -162,7 +165,8 @@ def parallel_partition(template, owner, variables, partition, reads_written):
         return None  # e.g. a reset that writes another group's variable
     if template in _REPEATED_INDICES and reads_written:
         return None
-    if _work(template, owner, variables) < prefs["codegen.runtime.numba.parallel_threshold"]:
+    work = _work(template, owner, variables) * max(1, statements)
+    if work < prefs["codegen.runtime.numba.parallel_threshold"]:
         return None
     return partition
 

@@ -131,7 +131,7 @@ def test_every_parallel_template_gives_the_serial_result():
 
 def test_serial_below_the_threshold_and_with_one_thread():
     prefs.codegen.runtime.numba.threads = 2
-    prefs.codegen.runtime.numba.parallel_threshold = 1000
+    prefs.codegen.runtime.numba.parallel_threshold = 2000  # items x statements (2 here)
     small = NeuronGroup(999, "dv/dt = -v/(10*ms) : 1", threshold="v > 1", reset="v = 0",
                         name="small")
     large = NeuronGroup(1000, "dv/dt = -v/(10*ms) : 1", name="large")
