@@ -30,7 +30,12 @@ from brian2.utils.stringtools import deindent, indent, word_substitute
 from .diagnostics import check_source_syntax
 from .functions import python_function_source
 from .random_numbers import BUFFER_POSITIONS
-from .threads import THREAD_COUNT_ARGUMENT, parallel_partition, partition_of
+from .threads import (
+    THREAD_COUNT_ARGUMENT,
+    operation_count,
+    parallel_partition,
+    partition_of,
+)
 
 __all__ = ["NumbaCodeGenerator", "NumbaNodeRenderer"]
 
@@ -71,7 +76,7 @@ class NumbaCodeGenerator(CodeGenerator):
         self._support_code = []
         self._kernel_args = []
         self._vector_reads, self._vector_writes = set(), set()
-        self._vector_statements = 0
+        self._vector_operations = 0
         self._collect_functions()
 
     # -- functions ---------------------------------------------------------
@@ -303,17 +308,19 @@ class NumbaCodeGenerator(CodeGenerator):
                     ve_read.remove(varname)
             self._vector_reads |= set(ve_read) | set(ve_indices)
             self._vector_writes |= set(ve_write)
-            self._vector_statements += len(ve_statements[block])
             for code, stmts, read, write, indices, cond in [
                 (scalar_code, sc_statements[block], sc_read, sc_write, sc_indices, sc_cond),
                 (vector_code, ve_statements[block], ve_read, ve_write, ve_indices, ve_cond),
             ]:
+                statements = self.translate_to_statements(stmts, cond)
                 lines = (
                     self.translate_to_read_arrays(read, indices)
-                    + self.translate_to_statements(stmts, cond)
+                    + statements
                     + self.translate_to_write_arrays(write)
                 )
                 code[block] = "\n".join(lines)
+            # what each item costs, after the loop invariants moved out
+            self._vector_operations += sum(map(operation_count, statements))
         return scalar_code, vector_code, self.determine_keywords()
 
     # -- keywords for the templates ----------------------------------------
@@ -330,7 +337,7 @@ class NumbaCodeGenerator(CodeGenerator):
         )
         partition = parallel_partition(
             self.template_name, self.owner, self.variables, partition, reads_written,
-            self._vector_statements,
+            self._vector_operations,
         )
         if partition is None or partition == "_idx":
             key = "_idx"

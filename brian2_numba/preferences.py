@@ -109,12 +109,13 @@ def register_preferences():
             """,
         ),
         parallel_threshold=BrianPreference(
-            default=_environment_int("BRIAN2_NUMBA_PARALLEL_THRESHOLD", 100_000),
+            default=_environment_int("BRIAN2_NUMBA_PARALLEL_THRESHOLD", 1_000_000),
             validator=lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
             docs="""
             The least work for which a kernel runs in parallel when
             ``threads`` is above 1: its items (neurons, synapses, recorded
-            indices) times the statements of its code. Starting a parallel
+            indices) times the operations of its code (a function call counts
+            ten). Starting a parallel
             region costs microseconds, more than small loops take; the
             default is where two threads started to pay on a 2-core machine
             (docs: Benchmarks, "Threads"). 0 makes every kernel that can be

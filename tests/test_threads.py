@@ -131,7 +131,7 @@ def test_every_parallel_template_gives_the_serial_result():
 
 def test_serial_below_the_threshold_and_with_one_thread():
     prefs.codegen.runtime.numba.threads = 2
-    prefs.codegen.runtime.numba.parallel_threshold = 2000  # items x statements (2 here)
+    prefs.codegen.runtime.numba.parallel_threshold = 3000  # items x operations (3 here)
     small = NeuronGroup(999, "dv/dt = -v/(10*ms) : 1", threshold="v > 1", reset="v = 0",
                         name="small")
     large = NeuronGroup(1000, "dv/dt = -v/(10*ms) : 1", name="large")
@@ -183,6 +183,13 @@ def test_partition_of():
     # writes through the pre- and the postsynaptic index
     two = {"v_post": "_post", "x_pre": "_pre"}
     assert partition([], ["v_post", "x_pre"], two)[0] is None
+
+
+def test_operation_count():
+    """A kernel's work per item: operators and assignments one, calls ten."""
+    assert threads.operation_count("v = _v") == 1
+    assert threads.operation_count("_v = a + b * exp(c)") == 1 + 2 + 10
+    assert threads.operation_count("_cond = (v > 1) and not_refractory") == 1 + 2
 
 
 def test_thread_count_preference():
