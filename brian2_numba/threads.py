@@ -9,8 +9,8 @@ with ``parallel=True`` and a ``prange`` loop when
 * it has enough work: items (neurons, synapses, recorded indices; ``reset``
   and ``synapses`` count the share that spikes in a step, see ``_SHARE``)
   times the operations of its vector code (:func:`operation_count`), at
-  least ``parallel_threshold``, because
-  starting a parallel region costs microseconds (a few µs here, 2 cores).
+  least ``parallel_threshold``, because starting a parallel region costs
+  microseconds (about 2 µs with ``omp`` on the 2-core test machine).
 
 Results do not depend on the thread count: loops over neurons write disjoint
 elements; ``threshold`` compacts its events in ascending order; synaptic
@@ -37,6 +37,7 @@ __all__ = [
     "THREAD_COUNT_ARGUMENT",
     "PARALLEL_TEMPLATES",
     "partition_of",
+    "operation_count",
     "parallel_partition",
     "requested_threads",
     "apply_thread_count",
