@@ -203,8 +203,19 @@ _lock = threading.RLock()  # a network_operation may run another network
 
 
 def apply_thread_count():
-    """``numba.set_num_threads`` from the preference (thread-local in numba)."""
-    numba.set_num_threads(requested_threads())
+    """``numba.set_num_threads`` from the preference (thread-local in numba).
+
+    With one thread and no parallel kernel run yet, nothing: the first call
+    would start numba's threads (about 8 ms, and an OpenMP runtime that a
+    forked child must not use) for nothing.
+    """
+    count = requested_threads()
+    if count == 1:
+        try:
+            numba.threading_layer()
+        except ValueError:  # not started: no parallel kernel has run
+            return
+    numba.set_num_threads(count)
 
 
 class _NoLock:
