@@ -23,6 +23,7 @@ the same compiled kernel serves every thread count (numba's cache is valid
 across them, numba#7518).
 """
 
+import contextlib
 import ctypes
 import os
 import re
@@ -218,14 +219,6 @@ def apply_thread_count():
     numba.set_num_threads(count)
 
 
-class _NoLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def run_lock():
     """A lock around a run with parallel kernels if the threading layer needs one.
 
@@ -234,9 +227,9 @@ def run_lock():
     threads take turns. ``tbb`` and ``omp`` need no lock.
     """
     if requested_threads() == 1:
-        return _NoLock()
+        return contextlib.nullcontext()
     if _threading_layer() in _THREADSAFE_LAYERS:
-        return _NoLock()
+        return contextlib.nullcontext()
     return _lock
 
 

@@ -30,16 +30,21 @@ from brian2_numba import threads
 from brian2_numba.bench.models import MODELS
 
 
-def _parallel_templates(net):
-    """The templates of the code objects whose kernel is parallel."""
-    found = set()
-    for blocks in brian2_numba.generated_files(net).values():
+def _parallel_code_objects(net):
+    """``{code object name: template}`` of the code objects whose kernel is parallel."""
+    found = {}
+    for name, blocks in brian2_numba.generated_files(net).items():
         for path in blocks.values():
             with open(path) as f:
                 source = f.read()
             if "parallel=True" in source:
-                found.add(source.split("from template '")[1].split("'")[0])
+                found[name] = source.split("from template '")[1].split("'")[0]
     return found
+
+
+def _parallel_templates(net):
+    """The templates of the code objects whose kernel is parallel."""
+    return set(_parallel_code_objects(net).values())
 
 
 def _run_model(name, thread_count, fused=True):
@@ -137,9 +142,7 @@ def test_serial_below_the_threshold_and_with_one_thread():
     large = NeuronGroup(1000, "dv/dt = -v/(10*ms) : 1", name="large")
     net = Network(small, large)
     net.run(1 * ms)
-    parallel = [name for name, blocks in brian2_numba.generated_files(net).items()
-                if any("parallel=True" in open(p).read() for p in blocks.values())]
-    assert parallel == ["large_stateupdater_codeobject"]
+    assert list(_parallel_code_objects(net)) == ["large_stateupdater_codeobject"]
     prefs.codegen.runtime.numba.threads = 1
     net.run(1 * ms)
     assert _parallel_templates(net) == set()
