@@ -46,7 +46,9 @@ from numba.core.errors import NumbaError
 from . import compat, threads
 from .cache import load_module
 from .codeobject import NumbaCodeObject
+from .kernel_calls import CALL_CONVENTION, address_of, pack
 from .njit_lines import numba_decorator
+from .structures.in_place import resize_count
 from .templating import tidy
 
 __all__ = ["install", "network_run", "network_before_run"]
@@ -62,7 +64,7 @@ CHUNK_SECONDS = 0.05
 class _Entry:
     """One item of the schedule: a kernel, or something Python runs."""
 
-    __slots__ = ("index", "clock", "codeobj", "compiled", "obj")
+    __slots__ = ("index", "clock", "codeobj", "compiled", "obj", "args", "packed")
 
     def __init__(self, index, clock, obj, codeobj=None):
         self.index = index
@@ -70,6 +72,11 @@ class _Entry:
         self.obj = obj
         self.codeobj = codeobj
         self.compiled = codeobj.compiled_code.get("run") if codeobj is not None else None
+        #: the argument tuple the loop calls the kernel with (kept alive while
+        #: it runs: a packed block points into its arrays)
+        self.args = self.compiled.args if self.compiled is not None else None
+        #: (block, type reference) of kernel_calls.pack, or None
+        self.packed = pack(self.args) if self.compiled is not None else None
 
     @property
     def module(self):
@@ -126,6 +133,7 @@ def _loop_module(entries, n_clocks):
         entries=entries,
         clocks=list(range(n_clocks)),
         decorator=numba_decorator(),
+        call_convention=CALL_CONVENTION,
         version=NumbaCodeObject.templater.env.globals["version"],
     )
     return load_module(tidy(source))
@@ -147,15 +155,34 @@ class _FusedLoop:
             clock_args += [clock.variables["timestep"].get_value(),
                            clock.variables["t"].get_value(),
                            float(clock.dt_), int(compat.clock_end(clock))]
-        self.args = (float(Clock.epsilon_dt), *clock_args,
-                     *(entry.compiled.args for entry in entries if entry.codeobj is not None))
+        self.addresses = np.zeros(len(entries), dtype=np.uintp)  # filled by compile()
+        blocks = np.zeros(len(entries), dtype=np.uintp)
+        for entry in entries:
+            if entry.packed is not None:
+                blocks[entry.index] = entry.packed[0].ctypes.data
+        self.packed_at = resize_count()
+        self.args = (float(Clock.epsilon_dt), self.addresses, blocks, *clock_args,
+                     *(entry.args if entry.packed is None else entry.packed[1]
+                       for entry in entries if entry.codeobj is not None))
         self.max_steps = 16
 
     def compile(self):
-        """Compile (or load) the loop without running a step."""
+        """Compile (or load) the kernels, then the loop, without running a step."""
+        for entry in self.entries:  # one by one, as in Brian's loop
+            if entry.codeobj is not None:
+                self.addresses[entry.index] = address_of(entry.compiled.main, entry.args)
         self.module.main(self.state, 0, *self.args)
 
+    def _repack(self):
+        """Pack the arguments again: a structure moved an array's data (see in_place)."""
+        for entry in self.entries:
+            if entry.packed is not None:
+                entry.packed[0][:] = pack(entry.args)[0]
+        self.packed_at = resize_count()
+
     def _call(self, max_steps):
+        if resize_count() != self.packed_at:
+            self._repack()
         try:
             self.module.main(self.state, max_steps, *self.args)
         except NumbaError as exc:

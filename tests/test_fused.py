@@ -400,3 +400,52 @@ def test_loop_that_does_not_compile_runs_objects_one_by_one(monkeypatch):
     assert len(fused["messages"]) == 1 and "a forced typing error" in fused["messages"][0]
     np.testing.assert_array_equal(fused["i"], per_object["i"])
     np.testing.assert_array_equal(fused["v"], per_object["v"])
+
+
+def test_loop_calls_kernels_without_compiling_them_again():
+    """The loop's machine code holds the loop only: kernels are called at their
+    addresses (brian2_numba.kernel_calls), not linked in and compiled again."""
+    import re
+
+    import brian2_numba
+
+    start_scope()
+    G, S = _network(delay="(j % 3) * 0.5*ms")
+    spikes = SpikeMonitor(G)
+    net = Network(G, S, spikes)
+    net.run(5 * ms)
+    loop_file = brian2_numba.generated_files(net)[net.name]["loop"]
+    loop_module = os.path.basename(loop_file).split(".")[0]
+    loop = sys.modules[loop_module].main
+    (llvm,) = loop.inspect_llvm().values()
+    defined = re.findall(r"^define [^@]*@\"?([^(\"]+)", llvm, re.M)
+    kernel_modules = {name for name in re.findall(r"brian2_numba_[0-9a-f]{32}", " ".join(defined))}
+    assert defined and kernel_modules == {loop_module}
+    with open(loop_file) as f:
+        assert f.read().count("_call_packed(_kernel_") >= 4  # every kernel, packed
+
+
+def test_kernels_called_with_argument_tuples(monkeypatch):
+    """Arguments that are not packed reach the kernel as a tuple (call_at)."""
+    import brian2_numba
+    import brian2_numba.network as network
+
+    loops = []
+
+    def build():
+        G, S = _network(delay="(j % 5) * 0.3*ms")
+        spikes = SpikeMonitor(G)
+        states = StateMonitor(G, "v", record=[0, 7])
+        net = Network(G, S, spikes, states)
+        net.run(40 * ms)
+        loops.append(brian2_numba.generated_files(net).get(net.name, {}).get("loop"))
+        return {**_spikes(spikes), "v": states.v[:].copy(), "final_v": G.v[:].copy()}
+
+    packed = network.pack
+    monkeypatch.setattr(network, "pack", lambda arguments: None if len(arguments) % 2 else packed(arguments))
+    fused, per_object = _both(build)
+    with open(loops[0]) as f:
+        source = f.read()
+    assert "_call_at(_kernel_" in source and "_call_packed(_kernel_" in source  # both ways
+    assert len(fused["i"]) > 20
+    _assert_identical(fused, per_object)

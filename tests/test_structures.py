@@ -195,3 +195,17 @@ def test_switching_target_between_runs():
     np.testing.assert_equal(numba_then_numpy[0], numba_only[0])
     np.testing.assert_equal(numba_then_numpy[1], numba_only[1])
     assert numba_only[0][:, -1].tolist() == [6, 12]
+
+
+def test_arrays_grow_in_place_only_through_in_place():
+    """The fused loop re-packs kernel arguments when in_place counted a resize;
+    a resize in place anywhere else would leave it a dangling data pointer."""
+    import pathlib
+
+    import brian2_numba
+
+    package = pathlib.Path(brian2_numba.__file__).parent
+    offenders = [str(path.relative_to(package))
+                 for path in [*package.rglob("*.py"), *package.rglob("*.py_")]
+                 if "refcheck" in path.read_text() and path.name != "in_place.py"]
+    assert offenders == []

@@ -15,6 +15,8 @@ complete recordings.
 
 import numpy as np
 
+from .in_place import resize
+
 __all__ = ["PendingRecords", "records_for"]
 
 #: about this many values (rows x columns) are buffered before a flush
@@ -100,8 +102,7 @@ class PendingRecords:
         if rows > self.capacity:
             new_rows = max(rows, 2 * self.capacity)
             for array, columns in zip(self.arrays, self.columns, strict=True):
-                array.resize((new_rows, columns) if array.ndim == 2 else new_rows,
-                             refcheck=False)
+                resize(array, (new_rows, columns) if array.ndim == 2 else new_rows)
 
 
 def records_for(monitor, names):

@@ -51,6 +51,7 @@ from ..compat import (
     queue_state,
     restore_queue_state,
 )
+from .in_place import resize
 from .queue_arguments import queue_namespace
 
 __all__ = ["NumbaSpikeQueue", "spikequeue_for", "match_push_code_object", "pathway_of"]
@@ -164,9 +165,9 @@ class NumbaSpikeQueue:
         longest = max(map(len, slots), default=0)
         self._check_memory(n_slots, 2 * longest, f"the {longest} spikes queued for one time step")
         capacity = max(2 * longest, min(MIN_CAPACITY, max(1, RING_ENTRIES // n_slots)))
-        self.queue.resize((n_slots, capacity), refcheck=False)
+        resize(self.queue, (n_slots, capacity))
         self.queue[:] = 0
-        self.counts.resize(n_slots, refcheck=False)
+        resize(self.counts, n_slots)
         self.counts[:] = 0
         for slot, synapses in enumerate(slots):
             if not synapses:
@@ -238,7 +239,7 @@ class NumbaSpikeQueue:
         capacity = max(needed, 2 * old.shape[1])
         self._check_memory(old.shape[0], capacity,
                            f"{needed} spikes in one of its {old.shape[0]} time steps")
-        self.queue.resize((old.shape[0], capacity), refcheck=False)
+        resize(self.queue, (old.shape[0], capacity))
         self.queue[:] = 0
         self.queue[:, : old.shape[1]] = old
 
@@ -271,7 +272,7 @@ def _physical_memory():
 
 def _set(array, values):
     """Give ``array`` the content (and length) of ``values``, in place."""
-    array.resize(len(values), refcheck=False)
+    resize(array, len(values))
     array[:] = values
 
 
