@@ -39,6 +39,7 @@ result's library and mangled name); ``tests/test_fused.py`` covers them on
 every supported numba.
 """
 
+import hashlib
 import struct
 
 import numba
@@ -49,9 +50,15 @@ from numba.extending import intrinsic
 
 __all__ = ["call_at", "call_packed", "address_of", "pack", "CALL_CONVENTION"]
 
-#: written into the loop's source: a cached loop compiled for another way of
-#: calling kernels must not be loaded
-CALL_CONVENTION = f"call_at 1, call_packed 1, numba {numba.__version__}"
+def _own_hash():
+    with open(__file__, "rb") as source:
+        return hashlib.sha256(source.read()).hexdigest()[:16]
+
+
+#: written into the loop's source, whose hash is its cache stamp: the
+#: intrinsics below are compiled into the loop, and a loop cached with other
+#: versions of them must not be loaded
+CALL_CONVENTION = f"kernel_calls {_own_hash()}, numba {numba.__version__}"
 
 
 @intrinsic
