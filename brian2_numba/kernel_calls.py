@@ -35,8 +35,9 @@ Arguments of other types (none of Brian's templates passes any) make a
 kernel fall back to :func:`call_at` with its argument tuple.
 
 These are numba internals (``call_conv``, the data models, a compile
-result's library and mangled name); ``tests/test_fused.py`` covers them on
-every supported numba.
+result's library and mangled name): ``tests/test_kernel_calls.py`` checks
+every kind of argument and the propagation of exceptions, and
+``tests/test_fused.py`` the loop, on every supported numba.
 """
 
 import hashlib
@@ -49,6 +50,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 __all__ = ["call_at", "call_packed", "address_of", "pack", "CALL_CONVENTION"]
+
 
 def _own_hash():
     with open(__file__, "rb") as source:
