@@ -78,6 +78,10 @@ from .network import install as _install_network_run  # noqa: E402
 
 _install_network_run()  # Network.run as one compiled loop (prefs ...numba.fused)
 
+from .run_once import install as _install_run_once  # noqa: E402
+
+_install_run_once()  # run-once code objects through numpy on a cold cache
+
 from . import introspect  # noqa: E402, F401  (times compilations from now on)
 
 
