@@ -252,3 +252,19 @@ def test_kernel_on_disk_is_used(numba_target):
     second = run_script(code, numba_target, "on").stdout.split()
     assert first == ["0", "1"]  # compiled, saved
     assert second == ["1", "0"]  # loaded from disk, not run through numpy
+
+
+def test_group_with_its_own_codeobj_class_compiles(created):
+    G = NeuronGroup(10, "v : 1", codeobj_class=NumbaCodeObject)
+    G.v = "i * 0.5"
+    assert created == [("group_variable_set_conditional", NumbaCodeObject)]
+
+
+def test_without_disk_cache_falls_back(created):
+    # nothing is ever cached across processes: every start is a cold one
+    prefs.codegen.runtime.numba.cache = False
+    G = NeuronGroup(10, "v : 1")
+    S = Synapses(G, G)
+    S.connect(j="(i + 2) % 10")
+    assert created == [("synapses_create_generator", NumpyCodeObject)]
+    assert list(S.j[:]) == [(k + 2) % 10 for k in range(10)]
