@@ -39,7 +39,7 @@ from numba.core.dispatcher import Dispatcher
 from .codeobject import NumbaCodeObject
 from .kernel_cache import KernelCache
 
-__all__ = ["RUN_ONCE_TEMPLATES", "install", "fallback_reason", "numpy_seconds"]
+__all__ = ["RUN_ONCE_TEMPLATES", "install", "fallback_reason", "kernels_cached", "numpy_seconds"]
 
 logger = get_logger(__name__)
 
@@ -209,6 +209,19 @@ def fallback_reason(owner, abstract_code, variables, template_name, template_kwd
 
     Everything but the cache state, which needs the generated kernel.
 
+    Parameters
+    ----------
+    owner : Group
+        The code object's owner.
+    abstract_code : dict
+        Brian's abstract code, by block.
+    variables : dict
+        The code object's variables.
+    template_name : str
+        Brian's template name.
+    template_kwds : dict or None
+        The template keywords Brian passes.
+
     Returns
     -------
     (numpy_ok, reason) : (bool, str)
@@ -245,7 +258,18 @@ def fallback_reason(owner, abstract_code, variables, template_name, template_kwd
 
 
 def kernels_cached(codeobj):
-    """Whether every kernel of a numba code object is compiled in memory or on disk."""
+    """Whether every kernel of a numba code object is compiled in memory or on disk.
+
+    Parameters
+    ----------
+    codeobj : NumbaCodeObject
+        A compiled (``compile()``) code object.
+
+    Returns
+    -------
+    cached : bool
+        ``True`` if no kernel of it would have to be compiled.
+    """
     for compiled in codeobj.compiled_code.values():
         if compiled is None:
             continue

@@ -268,3 +268,23 @@ def test_without_disk_cache_falls_back(created):
     S.connect(j="(i + 2) % 10")
     assert created == [("synapses_create_generator", NumpyCodeObject)]
     assert list(S.j[:]) == [(k + 2) % 10 for k in range(10)]
+
+
+def test_generated_files_and_introspector_after_a_fallback(created):
+    from brian2 import Network, ms
+
+    import brian2_numba.introspect as introspect
+
+    G = NeuronGroup(10, "dv/dt = -v/(10*ms) : 1", threshold="v > 0.5", reset="v = 0",
+                    method="exact")
+    G.v = "i * 0.1"
+    S = Synapses(G, G, "w : 1", on_pre="v += w")
+    S.connect(j="(i + 1) % 10")
+    net = Network(G, S)
+    net.run(1 * ms)
+    assert ("synapses_create_generator", NumpyCodeObject) in created
+    files = brian2_numba.generated_files(net)
+    assert any("stateupdater" in name for name in files)
+    templates = introspect.list(net).column("template")
+    assert "stateupdate" in templates
+    assert not set(templates) & set(run_once.RUN_ONCE_TEMPLATES)
