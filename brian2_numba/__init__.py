@@ -78,10 +78,15 @@ from .network import install as _install_network_run  # noqa: E402
 
 _install_network_run()  # Network.run as one compiled loop (prefs ...numba.fused)
 
+from .run_once import install as _install_run_once  # noqa: E402
+
+_install_run_once()  # run-once code objects through numpy on a cold cache
+
 from . import introspect  # noqa: E402, F401  (times compilations from now on)
 
 
-def test(long_tests=False, per_object=False, workers="auto", additional_args=(), threads=1):
+def test(long_tests=False, per_object=False, workers="auto", additional_args=(), threads=1,
+         run_once_fallback=True):
     """Run Brian2's test suite on the 'numba' target: :func:`brian2_numba.brian_suite.test`.
 
     (Imported when called, so that ``python -m brian2_numba.brian_suite``
@@ -89,7 +94,8 @@ def test(long_tests=False, per_object=False, workers="auto", additional_args=(),
     """
     from .brian_suite import test as run_suite
 
-    return run_suite(long_tests, per_object, workers, additional_args, threads)
+    return run_suite(long_tests, per_object, workers, additional_args, threads,
+                     run_once_fallback)
 
 
 def advise(net=None, duration=None):

@@ -1,6 +1,7 @@
 """Run Brian2's own test suite on the ``numba`` target.
 
-    python -m brian2_numba.brian_suite [-n WORKERS] [--long] [--per-object] [--threads N] [-- PYTEST_ARGS...]
+    python -m brian2_numba.brian_suite [-n WORKERS] [--long] [--per-object] [--threads N]
+                                       [--no-run-once-fallback] [-- PYTEST_ARGS...]
 
 or, from Python, ``brian2_numba.test()`` (like ``brian2cuda.test()``).
 
@@ -11,7 +12,9 @@ the counts; the exit status is 0 if no test failed. ``--per-object`` runs it
 with ``prefs.codegen.runtime.numba.fused = False`` (Brian's own loop).
 ``--threads N`` runs it with ``threads = N`` and ``parallel_threshold = 0``,
 so that every kernel that can run in parallel does (Brian's test networks
-are small).
+are small). ``--no-run-once-fallback`` compiles every run-once code object
+(``run_once_fallback = False``): with the fallback on, as users get it, many
+of Brian's tests set and read variables through numpy on the cold cache.
 """
 
 import argparse
@@ -26,13 +29,14 @@ __all__ = ["test", "main"]
 FUSED_DEFAULT_VARIABLE = "BRIAN2_NUMBA_FUSED"
 THREADS_DEFAULT_VARIABLE = "BRIAN2_NUMBA_THREADS"
 THRESHOLD_DEFAULT_VARIABLE = "BRIAN2_NUMBA_PARALLEL_THRESHOLD"
+RUN_ONCE_FALLBACK_DEFAULT_VARIABLE = "BRIAN2_NUMBA_RUN_ONCE_FALLBACK"
 #: the same for the cost advisor: off in Brian's suite, whose tests check that
 #: their (short, cold) runs log no warnings
 ADVISOR_DEFAULT_VARIABLE = "BRIAN2_NUMBA_ADVISOR"
 
 
 def test(long_tests=False, per_object=False, workers="auto", additional_args=(),
-         threads=1):
+         threads=1, run_once_fallback=True):
     """Run Brian2's test suite on the ``numba`` target, like ``brian2cuda.test()``.
 
     The suite runs in a new Python process (``python -m
@@ -55,6 +59,11 @@ def test(long_tests=False, per_object=False, workers="auto", additional_args=(),
     threads : int, optional
         Run with ``codegen.runtime.numba.threads = threads`` and every kernel
         that can be parallel made parallel (``parallel_threshold = 0``).
+    run_once_fallback : bool, optional
+        ``False``: compile every run-once code object
+        (``codegen.runtime.numba.run_once_fallback = False``), so that
+        Brian's tests run the numba versions of the templates that set and
+        read variables and create synapses.
 
     Returns
     -------
@@ -73,6 +82,8 @@ def test(long_tests=False, per_object=False, workers="auto", additional_args=(),
         command.append("--per-object")
     if threads != 1:
         command += ["--threads", str(threads)]
+    if not run_once_fallback:
+        command.append("--no-run-once-fallback")
     if additional_args:
         command += ["--", *additional_args]
     return subprocess.call(command) == 0
@@ -88,6 +99,8 @@ def main(argv=None):
                         help="Brian's per-object loop instead of the fused loop")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads per kernel (every kernel that can be parallel is)")
+    parser.add_argument("--no-run-once-fallback", action="store_true",
+                        help="compile every run-once code object (no numpy fallback)")
     parser.add_argument("pytest_args", nargs="*",
                         help="extra pytest arguments (after --), e.g. -k monitor")
     options = parser.parse_args(argv)
@@ -104,6 +117,8 @@ def main(argv=None):
     if options.threads != 1:
         defaults[THREADS_DEFAULT_VARIABLE] = str(options.threads)
         defaults[THRESHOLD_DEFAULT_VARIABLE] = "0"
+    if options.no_run_once_fallback:
+        defaults[RUN_ONCE_FALLBACK_DEFAULT_VARIABLE] = "0"
     if any(os.environ.get(name) != value for name, value in defaults.items()):
         arguments = sys.argv[1:] if argv is None else list(argv)
         return subprocess.call([sys.executable, "-m", "brian2_numba.brian_suite", *arguments],
@@ -126,6 +141,8 @@ def main(argv=None):
     mode = "per-object loop" if options.per_object else "fused loop"
     if options.threads != 1:
         mode += f", {options.threads} threads"
+    if options.no_run_once_fallback:
+        mode += ", no run-once fallback"
     print(f"Brian2 {brian2.__version__}, numba target, {mode}, "
           f"cache: {brian2_numba.cache.configured_cache_directory()}", flush=True)
     success = brian2.test(

@@ -146,6 +146,10 @@ class KernelCache(FunctionCache):
         )
         self.enable()
 
+    def has_index(self):
+        """Whether an index of compiled signatures exists (this kernel was saved)."""
+        return os.path.exists(self._cache_file._index_path)
+
     def load_overload(self, sig, target_context):
         start = time.perf_counter()
         try:

@@ -137,6 +137,22 @@ def register_preferences():
             check that their short runs log no warnings).
             """,
         ),
+        run_once_fallback=BrianPreference(
+            default=os.environ.get("BRIAN2_NUMBA_RUN_ONCE_FALLBACK", "1").strip() != "0",
+            docs="""
+            Whether code objects that run once, when created (setting
+            variables with string expressions, reading them with string
+            indices, creating synapses), run through Brian's numpy code
+            object instead of a compiled kernel when their kernel is not
+            cached and numpy is estimated to finish before the kernel would
+            compile. Only code that numpy computes exactly as the kernel
+            would qualifies (no random numbers, no ``exp``, ``log``, ...;
+            see the design notes, "Run-once code objects"), so the results
+            are the same either way. Code that runs every time step always
+            compiles. The environment variable
+            ``BRIAN2_NUMBA_RUN_ONCE_FALLBACK=0`` makes ``False`` the default.
+            """,
+        ),
         boundscheck=BrianPreference(
             default=False,
             docs="""

@@ -19,7 +19,7 @@ def test_preferences_page_renders_every_preference_from_its_definition():
     rendered = prefs.get_documentation("codegen.runtime.numba")
     definitions = prefs.pref_register["codegen.runtime.numba"][0]
     assert sorted(f"codegen.runtime.numba.{name}" for name in definitions) == _numba_preferences()
-    assert len(definitions) == 9
+    assert len(definitions) == 10
     for name, preference in definitions.items():
         assert f"``codegen.runtime.numba.{name}`` = ``{preference.default!r}``" in rendered
         first_line = preference.docs.strip().splitlines()[0].strip()
