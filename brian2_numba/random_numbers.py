@@ -43,7 +43,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .compat import device_random_buffers, extend_runtime_random_state
-from .njit_lines import HELPER_DECORATOR
+from .njit_lines import HELPER_DECORATOR, numba_decorator
 
 __all__ = [
     "register_random_functions",
@@ -156,11 +156,18 @@ def _buffered_code(name, fill_code, description, mt_fill_code=None):
     The generator's addresses are read on every call, before the branch:
     passing the array itself into the (rarely taken) refill branch makes
     numba keep reference counting in the fast path, which costs ~30 ns a draw.
+
+    The refill is a function of its own, compiled with the kernels' options
+    (``{fill_decorator}``, filled in by :func:`_random_code`) and cached with
+    them, not inlined: numba inlines at the level of its IR, once per call
+    site and recursively, and inlining the MT19937 code at each of the two
+    call sites of ``connect(p=...)`` took 5 s of compiling, against 0.1 s
+    once; it runs once per 20,000 numbers, so the call costs nothing.
     """
     if mt_fill_code is None:
         mt_fill_code = fill_code.replace("_DRAW", "_mt19937_next_double(_mt)")
     return f'''
-{HELPER_DECORATOR}
+{{fill_decorator}}
 def _fill_{name}_buffer(_buffer, _next_double, _state, _mt_address):
     """Fill the buffer as numpy.random.{name}(len(_buffer)) would."""
     if _mt_address != 0:  # MT19937: its algorithm, inlined, on numpy's state
@@ -210,58 +217,67 @@ _FILL_NORMAL = """\
 
 # numpy's mt19937_gen and mt19937_next_double (numpy/random/src/mt19937),
 # on the state as a uint32[625] (key, then pos); int64 arithmetic, stored
-# back as uint32
-_MT19937_CODE = f'''
-{HELPER_DECORATOR}
-def _mt19937_twist(_mt, _i, _next, _far):
-    _y = (_numpy.int64(_mt[_i]) & 0x80000000) | (_numpy.int64(_mt[_next]) & 0x7fffffff)
-    _mt[_i] = (_numpy.int64(_mt[_far]) ^ (_y >> 1) ^ (-(_y & 1) & 0x9908b0df)) & 0xffffffff
+# back as uint32. These run once per 624 numbers (or, for randn, once per
+# number, where LLVM inlines them), so they are functions of their own with
+# the kernels' options, compiled once per module and cached with the
+# kernels, not inlined: numba inlines at the level of its IR, once per call
+# site and recursively, and inlining a helper per step of the algorithm cost
+# about a second of compiling per module. The tempering and the double are
+# written out as text (_temper and _double below).
 
 
-{HELPER_DECORATOR}
+def _twist(i, following, far):
+    """numpy's twist of word ``i`` (the expressions are Python source)."""
+    return f"""\
+        _y = (_numpy.int64(_mt[{i}]) & 0x80000000) | (_numpy.int64(_mt[{following}]) & 0x7fffffff)
+        _mt[{i}] = (_numpy.int64(_mt[{far}]) ^ (_y >> 1) ^ (-(_y & 1) & 0x9908b0df)) & 0xffffffff"""
+
+
+def _temper(target, word, indent):
+    """``target = `` numpy's tempering of ``word`` (a 32-bit state word)."""
+    pad = " " * indent
+    return (f"{pad}{target} = _numpy.int64({word})\n"
+            f"{pad}{target} ^= {target} >> 11\n"
+            f"{pad}{target} ^= ({target} << 7) & 0x9d2c5680\n"
+            f"{pad}{target} ^= ({target} << 15) & 0xefc60000\n"
+            f"{pad}{target} ^= {target} >> 18")
+
+
+def _double(a, b):
+    """numpy's double in [0, 1) from two tempered words: 53 random bits."""
+    return f"(({a} >> 5) * 67108864.0 + ({b} >> 6)) / 9007199254740992.0"
+
+
+_MT19937_FUNCTIONS = f'''
+{{fill_decorator}}
 def _mt19937_generate(_mt):
     """The next 624 words of the state (numpy's mt19937_gen)."""
     for _i in range(624 - 397):
-        _mt19937_twist(_mt, _i, _i + 1, _i + 397)
+{_twist("_i", "_i + 1", "_i + 397")}
     for _i in range(624 - 397, 623):
-        _mt19937_twist(_mt, _i, _i + 1, _i + 397 - 624)
-    _mt19937_twist(_mt, 623, 0, 396)
+{_twist("_i", "_i + 1", "_i + 397 - 624")}
+    for _i in range(623, 624):
+{_twist("_i", "0", "396")}
     _mt[624] = 0
 
 
-{HELPER_DECORATOR}
-def _mt19937_temper(_word):
-    _y = _numpy.int64(_word)
-    _y ^= _y >> 11
-    _y ^= (_y << 7) & 0x9d2c5680
-    _y ^= (_y << 15) & 0xefc60000
-    return _y ^ (_y >> 18)
-
-
-{HELPER_DECORATOR}
-def _mt19937_next(_mt):
-    """The next tempered 32-bit word (numpy's mt19937_next)."""
+{{fill_decorator}}
+def _mt19937_next_double(_mt):
+    """A double in [0, 1) (numpy's mt19937_next_double: two next words)."""
     if _mt[624] == 624:
         _mt19937_generate(_mt)
     _pos = _mt[624]
     _mt[624] = _pos + 1
-    return _mt19937_temper(_mt[_pos])
+{_temper("_a", "_mt[_pos]", 4)}
+    if _mt[624] == 624:
+        _mt19937_generate(_mt)
+    _pos = _mt[624]
+    _mt[624] = _pos + 1
+{_temper("_b", "_mt[_pos]", 4)}
+    return {_double("_a", "_b")}
 
 
-{HELPER_DECORATOR}
-def _mt19937_double(_a, _b):
-    """numpy's double from two words: 53 random bits."""
-    return ((_a >> 5) * 67108864.0 + (_b >> 6)) / 9007199254740992.0
-
-
-{HELPER_DECORATOR}
-def _mt19937_next_double(_mt):
-    """A double in [0, 1) (numpy's mt19937_next_double)."""
-    _a = _mt19937_next(_mt)
-    return _mt19937_double(_a, _mt19937_next(_mt))
-
-
-{HELPER_DECORATOR}
+{{fill_decorator}}
 def _mt19937_fill(_buffer, _mt):
     """_buffer[k] = _mt19937_next_double(_mt) for all k, a state's worth at a time."""
     _k = 0
@@ -275,18 +291,59 @@ def _mt19937_fill(_buffer, _mt):
             continue
         _pairs = min((624 - _pos) // 2, len(_buffer) - _k)
         for _j in range(_pairs):
-            _buffer[_k + _j] = _mt19937_double(_mt19937_temper(_mt[_pos + 2 * _j]),
-                                               _mt19937_temper(_mt[_pos + 2 * _j + 1]))
+{_temper("_a", "_mt[_pos + 2 * _j]", 12)}
+{_temper("_b", "_mt[_pos + 2 * _j + 1]", 12)}
+            _buffer[_k + _j] = {_double("_a", "_b")}
         _k += _pairs
         _mt[624] = _pos + 2 * _pairs
 '''
 
+#: the module of the MT19937 functions, generated and cached like a kernel
+#: module (its name, the hash of its source, is in every kernel that imports it)
+MT19937_MODULE = """\
+# Generated by brian2_numba {{version}} (brian2_numba.random_numbers).
+# numpy's MT19937 (numpy/random/src/mt19937), for the kernels' refills of
+# their random number buffers on numpy's own generator state.
+import numba as _numba
+import numpy as _numpy
+""" + _MT19937_FUNCTIONS
+
+
+def mt19937_module():
+    """The name of the loaded MT19937 module (loaded first if need be).
+
+    One module for all kernels: its functions are typed and compiled once
+    per process (or loaded from the disk cache) instead of once per kernel
+    module, which took 0.3 s of compiling each. Kernels call them; numba
+    links and LLVM inlines them.
+    """
+    from . import __version__
+    from .cache import load_module
+
+    source = (MT19937_MODULE.replace("{{version}}", __version__)
+              .replace("{fill_decorator}", numba_decorator()))
+    return load_module(source).__name__
+
+
 _IMPORT = ("from brian2_numba.random_numbers import call_next_double as _call_next_double\n"
            "from brian2_numba.random_numbers import mt19937_state as _mt19937_state\n"
-           + _MT19937_CODE)
+           "from {mt19937_module} import _mt19937_fill, _mt19937_next_double\n")
+#: the sources of rand and randn, with ``{fill_decorator}`` and
+#: ``{mt19937_module}`` left to fill in
 RAND_CODE = _IMPORT + _buffered_code("rand", _FILL_UNIFORM, "Uniform random number in [0, 1)",
                                      "        _mt19937_fill(_buffer, _mt)")
 RANDN_CODE = _IMPORT + _buffered_code("randn", _FILL_NORMAL, "Standard normal random number")
+
+
+def _random_code(code):
+    """A Brian dynamic implementation's code, filled in when a code object is
+    generated: the refill gets the kernels' ``@njit`` line from the
+    preferences, and the import the MT19937 module's name."""
+    def code_for(owner):
+        return (deindent(code).replace("{fill_decorator}", numba_decorator())
+                .replace("{mt19937_module}", mt19937_module()))
+
+    return code_for
 
 # The same algorithms as Brian's Cython target (numpy's PTRS for lam >= 10,
 # multiplication of uniforms otherwise).
@@ -406,8 +463,9 @@ def register_random_functions():
     for name, code in (("rand", RAND_CODE), ("randn", RANDN_CODE)):
         namespace = {k: v for k, v in buffers.items() if k.startswith(f"_{name}_")}
         namespace["_numpy_generator"] = numpy_generator()
-        DEFAULT_FUNCTIONS[name].implementations.add_implementation(
-            "numba", code=deindent(code), name=f"_{name}", namespace=namespace
+        DEFAULT_FUNCTIONS[name].implementations.add_dynamic_implementation(
+            "numba", code=_random_code(code), name=f"_{name}",
+            namespace=lambda owner, namespace=namespace: namespace,
         )
     DEFAULT_FUNCTIONS["poisson"].implementations.add_implementation(
         "numba",
