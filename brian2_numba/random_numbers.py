@@ -286,7 +286,11 @@ def _mt19937_fill(_buffer, _mt):
             _mt19937_generate(_mt)
         _pos = _numpy.int64(_mt[624])
         if _pos == 623:  # the two words of the next double span two states
-            _buffer[_k] = _mt19937_next_double(_mt)
+{_temper("_a", "_mt[623]", 12)}
+            _mt19937_generate(_mt)
+{_temper("_b", "_mt[0]", 12)}
+            _mt[624] = 1
+            _buffer[_k] = {_double("_a", "_b")}
             _k += 1
             continue
         _pairs = min((624 - _pos) // 2, len(_buffer) - _k)
