@@ -702,6 +702,10 @@ def _read(spec):
     path, _, only = spec.partition("::")
     with open(path, encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
+    for record in records:
+        missing = {"model", "n", "target", "cache"} - set(record)
+        if missing:
+            raise ValueError(f"a record in '{path}' has no {', '.join(sorted(missing))}")
     if only:
         wanted = set(only.split(","))
         records = [r for r in records if r["target"] in wanted]
@@ -818,7 +822,12 @@ def main(argv=None):
     import brian2_numba  # noqa: F401  (the target, for building the models)
 
     prefs.codegen.target = "numba"
-    records = add_features([r for spec in args.results for r in _read(spec)])
+    try:
+        records = add_features([r for spec in args.results for r in _read(spec)])
+    except OSError as exc:
+        parser.error(f"cannot read the results file: {exc}")
+    except (ValueError, KeyError) as exc:
+        parser.error(f"not a results file of brian2-numba-bench ({type(exc).__name__}: {exc})")
     if args.command == "fit":
         coefficients = fit(records)
         coefficients["source"] = "fit: " + " ".join(args.results)

@@ -145,8 +145,9 @@ def test_no_advice_on_other_targets():
 def test_warning_when_numpy_is_much_faster_for_a_short_cold_run():
     """A tiny network, nothing compiled yet, a run of 1 ms: compiling costs more
     than numpy's whole run. Once the kernels are in memory: no warning."""
-    G = NeuronGroup(2, "dv/dt = -v / (10.125*ms) : 1", method="euler")  # (new kernels)
-    net = Network(G)
+    G = NeuronGroup(2, "dv/dt = (1.5 - v) / (10.125*ms) : 1", threshold="v > 1.0625",
+                    reset="v = 0.03125", method="euler")  # (new kernels)
+    net = Network(G, SpikeMonitor(G), StateMonitor(G, "v", record=True))
     with catch_logs(logging.INFO, only_from=("brian2_numba",)) as logs:
         net.run(1 * ms)
     warnings = _info_lines(logs, "faster_configuration")
@@ -266,7 +267,10 @@ def test_shipped_coefficients_load_and_cover_every_target():
                                       for c in own["compile"].values())
         assert all(v >= 0 for v in own["step"].values())
     assert 0 < shipped["threads"]["parallel_efficiency"] <= 1
-    assert "sitting-2026-12-01-pm" in shipped["source"]
+    # fitted to committed benchmark results (FILE or FILE::targets)
+    files = [spec.partition("::")[0] for spec in shipped["source"].split()[1:]]
+    root = os.path.dirname(os.path.dirname(advisor.SHIPPED))
+    assert files and all(os.path.exists(os.path.join(root, f)) for f in files), files
 
 
 def test_calibrated_coefficients_in_the_cache_directory_override_the_shipped(numba_target):
@@ -385,3 +389,17 @@ def test_calibrate_runs_the_benchmark_tool_and_writes_the_cache_file(numba_targe
             == shipped["targets"]["numpy"]["step"]["compartment_steps"])
     assert written["source"] == "calibrate: brian2-numba-bench -m tiny --no-plots --quick -t numpy"
     assert advisor.load_coefficients()["file"] == path  # in use from now on
+
+
+@pytest.mark.parametrize("content", [None, "not json\n", '{"model": "cuba"}\n'])
+def test_fit_and_check_name_a_bad_results_file(tmp_path, capsys, content):
+    """A missing or foreign file is a usage error that names it, not a traceback."""
+    path = tmp_path / "results.jsonl"
+    if content is not None:
+        path.write_text(content)  # not JSON; a record without target and size
+    for command in ("fit", "check"):
+        with pytest.raises(SystemExit) as exit_info:
+            advisor.main([command, str(path)])
+        assert exit_info.value.code == 2
+        message = capsys.readouterr().err
+        assert "results file" in message and (content is not None or str(path) in message)
