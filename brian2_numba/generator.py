@@ -29,7 +29,7 @@ from brian2.utils.stringtools import deindent, indent, word_substitute
 
 from .diagnostics import check_source_syntax
 from .functions import python_function_source
-from .random_numbers import BUFFER_POSITIONS
+from .random_numbers import BUFFER_POSITIONS, code_for_template
 from .threads import (
     THREAD_COUNT_ARGUMENT,
     operation_count,
@@ -121,7 +121,7 @@ class NumbaCodeGenerator(CodeGenerator):
                 dep_impl_name = dep.implementations[self.codeobj_class].name
                 if dep_impl_name is not None and dep_impl_name != dep_name:
                     code = word_substitute(code, {dep_name: dep_impl_name})
-            code = deindent(code).strip()
+            code = code_for_template(deindent(code).strip(), self.template_name)
             if code not in self._support_code:
                 check_source_syntax(code, varname)
                 self._support_code.append(code)

@@ -305,6 +305,43 @@ RAND_CODE = _IMPORT + _buffered_code("rand", _FILL_UNIFORM, "Uniform random numb
                                      "        _mt19937_fill(_buffer, _mt)")
 RANDN_CODE = _IMPORT + _buffered_code("randn", _FILL_NORMAL, "Standard normal random number")
 
+#: Brian's templates whose code runs once, when created (as in run_once.py)
+RUN_ONCE_TEMPLATES = frozenset({
+    "group_variable_set", "group_variable_set_conditional", "group_variable_get",
+    "group_variable_get_conditional", "group_get_indices", "synapses_create_array",
+    "synapses_create_generator"})
+
+
+def _once_code(name, fill_code, description):
+    """``_<name>`` refilled through ``next_double`` only: compiles fast."""
+    code = _buffered_code(name, fill_code, description, "        pass")
+    code = code.replace(
+        "    if _mt_address != 0:  # MT19937: its algorithm, inlined, on numpy's state\n"
+        "        _mt = _numba.carray(_mt19937_state(_mt_address), 625)\n"
+        "        pass\n"
+        "    else:\n", "    if True:  # next_double (code that runs once compiles faster)\n")
+    return ("from brian2_numba.random_numbers import call_next_double as _call_next_double\n"
+            + code)
+
+
+#: the full versions' source (as the generator sees it) -> the one for code
+#: that runs once, whose refills call numpy's next_double for every number:
+#: the same numbers and state, without the inlined MT19937 code that made
+#: compiling connect(p=...) take seconds; refill speed does not matter there
+_ONCE_VARIANTS = {
+    deindent(RAND_CODE).strip(): deindent(_once_code(
+        "rand", _FILL_UNIFORM, "Uniform random number in [0, 1)")).strip(),
+    deindent(RANDN_CODE).strip(): deindent(_once_code(
+        "randn", _FILL_NORMAL, "Standard normal random number")).strip(),
+}
+
+
+def code_for_template(code, template_name):
+    """The source of a function for a code object of ``template_name``."""
+    if template_name in RUN_ONCE_TEMPLATES:
+        return _ONCE_VARIANTS.get(code, code)
+    return code
+
 # The same algorithms as Brian's Cython target (numpy's PTRS for lam >= 10,
 # multiplication of uniforms otherwise).
 POISSON_CODE = f'''

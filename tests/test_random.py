@@ -321,3 +321,43 @@ def test_mt19937_code_is_flat():
     for source in with_rand:
         helpers = re.findall(r"^def (_mt19937_\w+)\(", source, re.M)
         assert sorted(helpers) == ["_mt19937_fill", "_mt19937_generate", "_mt19937_next_double"]
+
+
+def test_code_that_runs_once_refills_through_next_double(monkeypatch):
+    """connect(p=...) and rand() initial values compile without the MT19937
+    code (their refills call numpy's next_double) and draw the same numbers."""
+    from brian2 import Synapses, start_scope
+    from brian2.utils.stringtools import deindent
+
+    from brian2_numba import random_numbers
+
+    def build():
+        start_scope()
+        prefs.codegen.target = "numba"
+        prefs.codegen.string_expression_target = "numba"
+        seed(11)
+        G = NeuronGroup(300, "v : 1")
+        G.v = "rand()"
+        S = Synapses(G, G)
+        S.connect(p=0.05)
+        G.v = "v + randn() * 0.01"
+        return np.array(G.v[:]), np.array(S.i[:]), np.array(S.j[:])
+
+    rand_code = deindent(random_numbers.RAND_CODE).strip()
+    assert "_mt19937_fill" in random_numbers.code_for_template(rand_code, "stateupdate")
+    assert "_mt19937_" not in random_numbers.code_for_template(rand_code, "synapses_create_generator")
+    try:
+        once = build()
+        monkeypatch.setattr(random_numbers, "RUN_ONCE_TEMPLATES", frozenset())
+        full = build()
+    finally:
+        prefs.codegen.string_expression_target = "numpy"
+    for a, b in zip(once, full, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len(once[1]) > 1000
+
+
+def test_run_once_templates_are_the_fallbacks():
+    from brian2_numba import random_numbers, run_once
+
+    assert random_numbers.RUN_ONCE_TEMPLATES == set(run_once.RUN_ONCE_TEMPLATES)
