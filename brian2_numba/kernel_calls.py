@@ -49,7 +49,8 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-__all__ = ["call_at", "call_packed", "address_of", "pack", "CALL_CONVENTION"]
+__all__ = ["call_at", "call_packed", "address_of", "pack", "CALL_CONVENTION",
+           "KernelAddressError"]
 
 
 def _own_hash():
@@ -61,6 +62,10 @@ def _own_hash():
 #: intrinsics below are compiled into the loop, and a loop cached with other
 #: versions of them must not be loaded
 CALL_CONVENTION = f"kernel_calls {_own_hash()}, numba {numba.__version__}"
+
+
+class KernelAddressError(RuntimeError):
+    """numba compiled a kernel but its function cannot be found to be called."""
 
 
 @intrinsic
@@ -103,7 +108,7 @@ def address_of(kernel, arguments):
     result = kernel.overloads[signature]
     address = result.library.get_pointer_to_function(result.fndesc.mangled_name)
     if not address:
-        raise RuntimeError(f"numba has no function {result.fndesc.mangled_name!r} "
+        raise KernelAddressError(f"numba has no function {result.fndesc.mangled_name!r} "
                            f"in the compiled kernel {kernel.py_func.__module__}")
     return address
 

@@ -46,7 +46,7 @@ from numba.core.errors import NumbaError
 from . import compat, threads
 from .cache import load_module
 from .codeobject import NumbaCodeObject
-from .kernel_calls import CALL_CONVENTION, address_of, pack
+from .kernel_calls import CALL_CONVENTION, KernelAddressError, address_of, pack
 from .njit_lines import numba_decorator
 from .structures.in_place import resize_count
 from .templating import tidy
@@ -353,7 +353,7 @@ def _run_fused(net, duration, report, report_period, namespace, level):
     loop = _FusedLoop(net, entries, clocks)
     try:
         loop.compile()
-    except NumbaError as exc:  # never worse than Brian's loop
+    except (NumbaError, KernelAddressError) as exc:  # never worse than Brian's loop
         logger.info(f"Network '{net.name}' runs its objects one by one: numba could not "
                     f"compile its loop ({type(exc).__name__}: {str(exc)[:300]}).",
                     name_suffix="not_fused")
