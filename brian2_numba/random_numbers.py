@@ -150,24 +150,35 @@ def numpy_generator():
     return _numpy_generator
 
 
-def _buffered_code(name, fill_code, description, mt_fill_code=None):
+def _buffered_code(name, fill_code, description, mt_fill_code=None, inline_mt=True):
     """Source of ``_<name>``: next number from a buffer, refilled in the kernel.
 
     The generator's addresses are read on every call, before the branch:
     passing the array itself into the (rarely taken) refill branch makes
     numba keep reference counting in the fast path, which costs ~30 ns a draw.
+
+    ``inline_mt=False``: without the MT19937 branch, every number through
+    ``next_double`` (the same numbers; for code that runs once).
     """
     if mt_fill_code is None:
         mt_fill_code = fill_code.replace("_DRAW", "_mt19937_next_double(_mt)")
-    return f'''
-{HELPER_DECORATOR}
-def _fill_{name}_buffer(_buffer, _next_double, _state, _mt_address):
-    """Fill the buffer as numpy.random.{name}(len(_buffer)) would."""
+    through_next_double = fill_code.replace("_DRAW", "_call_next_double(_next_double, _state)")
+    if inline_mt:
+        refill = f"""\
     if _mt_address != 0:  # MT19937: its algorithm, inlined, on numpy's state
         _mt = _numba.carray(_mt19937_state(_mt_address), 625)
 {mt_fill_code}
     else:
-{fill_code.replace("_DRAW", "_call_next_double(_next_double, _state)")}
+{through_next_double}"""
+    else:
+        refill = f"""\
+    if True:  # through next_double (code that runs once: compiles faster)
+{through_next_double}"""
+    return f'''
+{HELPER_DECORATOR}
+def _fill_{name}_buffer(_buffer, _next_double, _state, _mt_address):
+    """Fill the buffer as numpy.random.{name}(len(_buffer)) would."""
+{refill}
 
 
 {HELPER_DECORATOR}
@@ -314,14 +325,8 @@ RUN_ONCE_TEMPLATES = frozenset({
 
 def _once_code(name, fill_code, description):
     """``_<name>`` refilled through ``next_double`` only: compiles fast."""
-    code = _buffered_code(name, fill_code, description, "        pass")
-    code = code.replace(
-        "    if _mt_address != 0:  # MT19937: its algorithm, inlined, on numpy's state\n"
-        "        _mt = _numba.carray(_mt19937_state(_mt_address), 625)\n"
-        "        pass\n"
-        "    else:\n", "    if True:  # next_double (code that runs once compiles faster)\n")
     return ("from brian2_numba.random_numbers import call_next_double as _call_next_double\n"
-            + code)
+            + _buffered_code(name, fill_code, description, inline_mt=False))
 
 
 #: the full versions' source (as the generator sees it) -> the one for code
