@@ -68,6 +68,17 @@ class KernelAddressError(RuntimeError):
     """numba compiled a kernel but its function cannot be found to be called."""
 
 
+def _call_address(context, builder, address, return_type, argument_types, values):
+    """Call the numba function at ``address``; its error status propagates."""
+    function_type = context.call_conv.get_function_type(return_type, argument_types)
+    function = builder.inttoptr(address, function_type.as_pointer())
+    status, result = context.call_conv.call_function(
+        builder, function, return_type, argument_types, values)
+    with cgutils.if_unlikely(builder, status.is_error):
+        context.call_conv.return_status_propagate(builder, status)
+    return result
+
+
 @intrinsic
 def call_at(typingctx, kernel, address, arguments):
     """``kernel(*arguments)``, calling the compiled overload at ``address``.
@@ -86,13 +97,8 @@ def call_at(typingctx, kernel, address, arguments):
     def codegen(context, builder, sig, llvm_args):
         _, llvm_address, llvm_tuple = llvm_args
         values = [builder.extract_value(llvm_tuple, i) for i in range(len(arguments.types))]
-        function_type = context.call_conv.get_function_type(return_type, signature.args)
-        function = builder.inttoptr(llvm_address, function_type.as_pointer())
-        status, result = context.call_conv.call_function(
-            builder, function, return_type, signature.args, values)
-        with cgutils.if_unlikely(builder, status.is_error):
-            context.call_conv.return_status_propagate(builder, status)
-        return result
+        return _call_address(context, builder, llvm_address, return_type, signature.args,
+                             values)
 
     return return_type(kernel, address, arguments), codegen
 
@@ -205,12 +211,7 @@ def call_packed(typingctx, kernel, address, block, argument_types):
             word = builder.load(builder.gep(words, [context.get_constant(types.intp, k)]))
             flat.append(_from_word(builder, word, llvm_type))
         values = packer.from_arguments(builder, flat)
-        function_type = context.call_conv.get_function_type(return_type, parameter_types)
-        function = builder.inttoptr(llvm_address, function_type.as_pointer())
-        status, result = context.call_conv.call_function(
-            builder, function, return_type, parameter_types, values)
-        with cgutils.if_unlikely(builder, status.is_error):
-            context.call_conv.return_status_propagate(builder, status)
-        return result
+        return _call_address(context, builder, llvm_address, return_type, parameter_types,
+                             values)
 
     return return_type(kernel, address, block, argument_types), codegen
