@@ -46,7 +46,8 @@ from numba.core.errors import NumbaError
 from . import compat, threads
 from .cache import load_module
 from .codeobject import NumbaCodeObject
-from .kernel_calls import CALL_CONVENTION, KernelAddressError, address_of, pack
+from .kernel_calls import (CALL_CONVENTION, KernelAddressError, address_of,
+                           entry_point, pack)
 from .njit_lines import numba_decorator
 from .structures.in_place import resize_count
 from .templating import tidy
@@ -165,6 +166,7 @@ class _FusedLoop:
                      *(entry.args if entry.packed is None else entry.packed[1]
                        for entry in entries if entry.codeobj is not None))
         self.max_steps = 16
+        self.main = self.module.main  # until compile() finds the compiled entry
 
     def compile(self):
         """Compile (or load) the kernels, then the loop, without running a step."""
@@ -172,6 +174,8 @@ class _FusedLoop:
             if entry.codeobj is not None:
                 self.addresses[entry.index] = address_of(entry.compiled.main, entry.args)
         self.module.main(self.state, 0, *self.args)
+        # the chunks call the compiled loop without dispatching on the arguments
+        self.main = entry_point(self.module.main, (self.state, 0, *self.args))
 
     def _repack(self):
         """Pack the arguments again: a structure moved an array's data (see in_place)."""
@@ -184,7 +188,7 @@ class _FusedLoop:
         if resize_count() != self.packed_at:
             self._repack()
         try:
-            self.module.main(self.state, max_steps, *self.args)
+            self.main(self.state, max_steps, *self.args)
         except NumbaError as exc:
             raise BrianObjectException(
                 f"numba could not compile the simulation loop ({self.module.__file__}).",

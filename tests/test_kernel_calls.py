@@ -4,7 +4,7 @@ import numba
 import numpy as np
 import pytest
 
-from brian2_numba.kernel_calls import address_of, call_at, call_packed, pack
+from brian2_numba.kernel_calls import address_of, call_at, call_packed, entry_point, pack
 
 
 @numba.njit
@@ -95,3 +95,32 @@ def test_kernel_exceptions_propagate():
 @pytest.mark.parametrize("other", [(1, 2), None, "text", 1 + 2j])
 def test_other_argument_types_are_not_packed(other):
     assert pack((np.zeros(2), other)) is None
+
+
+def test_entry_point_calls_the_compiled_loop_without_dispatch():
+    """The entry point of the overload for the arguments: same result, same errors."""
+    hits, expected = _expected(4)
+    arguments = _arguments()
+    block, types = pack(arguments)
+    loop_arguments = (address_of(_kernel, arguments), block.ctypes.data, types, 4)
+    _packed_loop.compile(tuple(numba.typeof(a) for a in loop_arguments))
+    entry = entry_point(_packed_loop, loop_arguments)
+    assert entry is not _packed_loop
+    assert entry(*loop_arguments) == hits == 4
+    np.testing.assert_array_equal(arguments[0], expected[0])
+    # exceptions of the kernel propagate through the entry point too
+    raising_arguments = (np.array([3.0]), 1.0)
+    block, types = pack(raising_arguments)
+    loop_arguments = (address_of(_raising, raising_arguments), block.ctypes.data, types)
+    with pytest.raises(ValueError, match="value above the limit"):
+        _raising_loop(*loop_arguments)
+    with pytest.raises(ValueError, match="value above the limit"):
+        entry_point(_raising_loop, loop_arguments)(*loop_arguments)
+
+
+def test_entry_point_without_an_overload_is_the_dispatcher():
+    @numba.njit
+    def never_called(x):
+        return x
+
+    assert entry_point(never_called, (1.5,)) is never_called
