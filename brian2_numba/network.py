@@ -46,8 +46,13 @@ from numba.core.errors import NumbaError
 from . import compat, threads
 from .cache import load_module
 from .codeobject import NumbaCodeObject
-from .kernel_calls import (CALL_CONVENTION, KernelAddressError, address_of,
-                           entry_point, pack)
+from .kernel_calls import (
+    CALL_CONVENTION,
+    KernelAddressError,
+    address_of,
+    entry_point,
+    pack,
+)
 from .njit_lines import numba_decorator
 from .structures.in_place import resize_count
 from .templating import tidy

@@ -4,7 +4,13 @@ import numba
 import numpy as np
 import pytest
 
-from brian2_numba.kernel_calls import address_of, call_at, call_packed, entry_point, pack
+from brian2_numba.kernel_calls import (
+    address_of,
+    call_at,
+    call_packed,
+    entry_point,
+    pack,
+)
 
 
 @numba.njit
