@@ -11,12 +11,13 @@ cached) code, so a value that can change between runs must never be a
 global.
 """
 
+import ast
 import copy
 import itertools
 
 from brian2.codegen.generators.base import CodeGenerator
 from brian2.codegen.translation import get_identifiers_recursively
-from brian2.core.functions import Function
+from brian2.core.functions import DEFAULT_FUNCTIONS, Function
 from brian2.core.variables import (
     ArrayVariable,
     AuxiliaryVariable,
@@ -50,9 +51,28 @@ class NumbaNodeRenderer(NodeRenderer):
     ``_rand(_vectorisation_idx, _rand_buffer, _rand_buffer_index)``.
     """
 
-    def __init__(self, auto_vectorise=None, trailing_args=None):
+    def __init__(self, auto_vectorise=None, trailing_args=None, fold_exp_powers=False):
         super().__init__(auto_vectorise=auto_vectorise)
         self.trailing_args = trailing_args or {}
+        self.fold_exp_powers = fold_exp_powers
+
+    def render_BinOp(self, node):
+        """``exp(a) ** b`` as ``exp(a * b)`` (with ``fold_exp_powers``).
+
+        Brian's loop-invariant optimisation turns ``exp(-v/(18*mV))`` into
+        ``exp(_lio_5 * v) ** 0.0555...``; a power costs three times an
+        exponential here, and the C++ compilers of Brian's other targets undo
+        it (``-ffast-math``). Since ``exp(a) > 0``, both are equal for every
+        real ``b``; the folded form rounds once, and stays finite where
+        ``exp(a)`` alone overflows or underflows.
+        """
+        if (self.fold_exp_powers and isinstance(node.op, ast.Pow)
+                and isinstance(node.left, ast.Call) and isinstance(node.left.func, ast.Name)
+                and node.left.func.id == "exp" and len(node.left.args) == 1
+                and not node.left.keywords):
+            product = ast.BinOp(left=node.left.args[0], op=ast.Mult(), right=node.right)
+            return self.render_Call(ast.Call(func=node.left.func, args=[product], keywords=[]))
+        return super().render_BinOp(node)
 
     def render_Call(self, node):
         code = super().render_Call(node)
@@ -210,7 +230,9 @@ class NumbaCodeGenerator(CodeGenerator):
     def translate_expression(self, expr):
         expr = word_substitute(expr, self.func_name_replacements)
         renderer = NumbaNodeRenderer(
-            auto_vectorise=self.auto_vectorise, trailing_args=self.trailing_args
+            auto_vectorise=self.auto_vectorise, trailing_args=self.trailing_args,
+            # only Brian's own exp (a user's function could be named exp)
+            fold_exp_powers=self.variables.get("exp") is DEFAULT_FUNCTIONS["exp"],
         )
         return renderer.render_expr(expr).strip()
 

@@ -471,3 +471,39 @@ def test_syntax_error_names_the_function():
     assert isinstance(cause, SyntaxError)
     assert str(cause) == ("The numba implementation of function 'typo' is not valid "
                           "Python: expected ':' (line 2 of its source: 'def typo(x)').")
+
+
+def _vector_lines(group):
+    """The lines of a group's generated ``run_regularly`` kernel."""
+    from brian2_numba import generated_files
+
+    files = [path for blocks in generated_files(group).values()
+             for block, path in blocks.items() if block == "run"]
+    return [line for path in files for line in open(path, encoding="utf-8")]
+
+
+def test_powers_of_exp_are_folded_into_one_exponential():
+    """``exp(a) ** b`` is computed as ``exp(a * b)``: one call, one rounding."""
+    x = np.array([-3.0, -0.5, 0.0, 0.7, 4.0])
+    G = NeuronGroup(len(x), "x : 1\ny : 1")
+    G.x = x
+    G.run_regularly("y = exp(x)**0.05 + 1/exp(-x/3)**2.5 + exp(x)**2")
+    run(defaultclock_dt())
+    reference = np.exp(x) ** 0.05 + 1 / np.exp(-x / 3) ** 2.5 + np.exp(x) ** 2
+    np.testing.assert_allclose(G.y[:], reference, rtol=1e-14)
+    statement = [line for line in _vector_lines(G) if line.strip().startswith("y =")]
+    assert statement and all("**" not in line for line in statement), statement
+    # exp(800) overflows, exp(800 * 0.05) does not
+    np.testing.assert_allclose(_evaluate("exp(x)**0.05", values=[800.0]), [np.exp(40.0)])
+
+
+def test_exp_powers_fold_only_calls_of_exp_with_one_argument():
+    from brian2_numba.generator import NumbaNodeRenderer
+
+    fold = NumbaNodeRenderer(fold_exp_powers=True).render_expr
+    assert fold("exp(a*v)**0.05") == "exp((a * v) * 0.05)"
+    assert fold("1/exp(x)**(2+y)") == "1 / (exp(x * (2 + y)))"
+    for unchanged in ["expm1(x)**2", "(exp(x) + 1)**2", "x**exp(y)"]:
+        assert fold(unchanged) == NumbaNodeRenderer().render_expr(unchanged)
+    # without the flag (the generator sets it only for Brian's own exp)
+    assert NumbaNodeRenderer().render_expr("exp(x)**2") == "exp(x) ** 2"
