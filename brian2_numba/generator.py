@@ -231,7 +231,8 @@ class NumbaCodeGenerator(CodeGenerator):
         expr = word_substitute(expr, self.func_name_replacements)
         renderer = NumbaNodeRenderer(
             auto_vectorise=self.auto_vectorise, trailing_args=self.trailing_args,
-            # only Brian's own exp (a user's function could be named exp)
+            # only Brian's own exp (Brian resolves the name to it even when a
+            # namespace defines another; this keeps the fold safe if that changes)
             fold_exp_powers=self.variables.get("exp") is DEFAULT_FUNCTIONS["exp"],
         )
         return renderer.render_expr(expr).strip()
