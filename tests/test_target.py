@@ -184,6 +184,29 @@ def _poisson_spikes(target, rates, duration):
 
 
 @pytest.mark.long
+@pytest.mark.parametrize("size", [1, 63, 64, 65, 200])
+def test_threshold_blocks_give_numpys_spikes(size):
+    """The threshold goes in blocks of 64 neurons (threshold.py_): any group size,
+    spikes in ascending order, and only the neurons that spike become refractory."""
+    results = {}
+    for target in ("numba", "numpy"):
+        start_scope()
+        prefs.codegen.target = target
+        group = NeuronGroup(size, "dv/dt = (1.2 + 0.3*i/N - v) / (10*ms) : 1 (unless refractory)",
+                            threshold="v > 1", reset="v = 0", refractory=2 * ms,
+                            method="exact")
+        group.v = "(i * 37 % 101) / 100.0"
+        spikes = SpikeMonitor(group)
+        Network(group, spikes).run(20 * ms)
+        results[target] = (spikes.i[:].copy(), spikes.t_[:].copy(),
+                           group.lastspike_[:].copy(), group.not_refractory[:].copy())
+    # every neuron spikes (from v = 0 it takes at most 18 ms), some of them twice
+    assert set(results["numba"][0]) == set(range(size))
+    assert len(results["numba"][0]) > size or size == 1
+    for numba_part, numpy_part in zip(results["numba"], results["numpy"], strict=True):
+        np.testing.assert_array_equal(numba_part, numpy_part)
+
+
 def test_poisson_group():
     """Spike counts as expected from the rates; the numpy target's very spikes.
 
