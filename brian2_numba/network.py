@@ -172,12 +172,19 @@ class _FusedLoop:
                        for entry in entries if entry.codeobj is not None))
         self.max_steps = 16
         self.main = self.module.main  # until compile() finds the compiled entry
+        self.compiling = None
 
     def compile(self):
-        """Compile (or load) the kernels, then the loop, without running a step."""
+        """Compile (or load) the kernels, then the loop, without running a step.
+
+        ``self.compiling`` is the entry whose kernel is being compiled, or
+        None for the loop itself: what an error was about.
+        """
         for entry in self.entries:  # one by one, as in Brian's loop
             if entry.codeobj is not None:
+                self.compiling = entry
                 self.addresses[entry.index] = address_of(entry.compiled.main, entry.args)
+        self.compiling = None
         self.module.main(self.state, 0, *self.args)
         # the chunks call the compiled loop without dispatching on the arguments
         self.main = entry_point(self.module.main, (self.state, 0, *self.args))
@@ -363,8 +370,10 @@ def _run_fused(net, duration, report, report_period, namespace, level):
     try:
         loop.compile()
     except (NumbaError, KernelAddressError) as exc:  # never worse than Brian's loop
+        what = ("its loop" if loop.compiling is None
+                else f"the kernel of '{loop.compiling.codeobj.name}'")
         logger.info(f"Network '{net.name}' runs its objects one by one: numba could not "
-                    f"compile its loop ({type(exc).__name__}: {str(exc)[:300]}).",
+                    f"compile {what} ({type(exc).__name__}: {str(exc)[:300]}).",
                     name_suffix="not_fused")
         entries = [_Entry(n, clocks.index(obj.clock), obj) for n, obj in enumerate(active)]
         loop = _FusedLoop(net, entries, clocks)

@@ -32,6 +32,7 @@ and numpy's state advances exactly as if numpy had drawn them.
 """
 
 import ctypes
+import textwrap
 
 import numpy as np
 from brian2.core.functions import DEFAULT_FUNCTIONS
@@ -171,9 +172,8 @@ def _buffered_code(name, fill_code, description, mt_fill_code=None, inline_mt=Tr
     else:
 {through_next_double}"""
     else:
-        refill = f"""\
-    if True:  # through next_double (code that runs once: compiles faster)
-{through_next_double}"""
+        refill = ("    # through next_double (code that runs once: compiles faster)\n"
+                  + textwrap.indent(textwrap.dedent(through_next_double), "    "))
     return f'''
 {HELPER_DECORATOR}
 def _fill_{name}_buffer(_buffer, _next_double, _state, _mt_address):
@@ -316,13 +316,6 @@ RAND_CODE = _IMPORT + _buffered_code("rand", _FILL_UNIFORM, "Uniform random numb
                                      "        _mt19937_fill(_buffer, _mt)")
 RANDN_CODE = _IMPORT + _buffered_code("randn", _FILL_NORMAL, "Standard normal random number")
 
-#: Brian's templates whose code runs once, when created (as in run_once.py)
-RUN_ONCE_TEMPLATES = frozenset({
-    "group_variable_set", "group_variable_set_conditional", "group_variable_get",
-    "group_variable_get_conditional", "group_get_indices", "synapses_create_array",
-    "synapses_create_generator"})
-
-
 def _once_code(name, fill_code, description):
     """``_<name>`` refilled through ``next_double`` only: compiles fast."""
     return ("from brian2_numba.random_numbers import call_next_double as _call_next_double\n"
@@ -343,6 +336,10 @@ _ONCE_VARIANTS = {
 
 def code_for_template(code, template_name):
     """The source of a function for a code object of ``template_name``."""
+    # (imported here: run_once imports the code object, which imports the
+    # generator, which imports this module)
+    from .run_once import RUN_ONCE_TEMPLATES
+
     if template_name in RUN_ONCE_TEMPLATES:
         return _ONCE_VARIANTS.get(code, code)
     return code

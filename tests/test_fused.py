@@ -398,6 +398,39 @@ def test_loop_that_does_not_compile_runs_objects_one_by_one(monkeypatch):
     monkeypatch.setattr(network._FusedLoop, "compile", compile_only_python_entries)
     fused, per_object = _both(build)
     assert len(fused["messages"]) == 1 and "a forced typing error" in fused["messages"][0]
+    assert "could not compile its loop" in fused["messages"][0]
+    np.testing.assert_array_equal(fused["i"], per_object["i"])
+    np.testing.assert_array_equal(fused["v"], per_object["v"])
+
+
+def test_kernel_that_cannot_be_called_is_named(monkeypatch):
+    """A kernel whose compiled function cannot be found: the INFO line names its
+    code object (not the loop), and the run happens one object at a time."""
+    import brian2_numba.network as network
+
+    def build():
+        G, S = _network()
+        spikes = SpikeMonitor(G)
+        net = Network(G, S, spikes)
+        with catch_logs(logging.INFO, only_from=("brian2_numba",)) as logs:
+            net.run(10 * ms)
+        return {**_spikes(spikes), "v": G.v[:].copy(),
+                "messages": [m for level, name, m in logs if "not_fused" in name]}
+
+    original = network.address_of
+
+    def no_address_for_the_threshold(kernel, arguments):
+        with open(kernel.py_func.__code__.co_filename) as source:
+            header = source.readline()  # "... from template 'threshold'."
+        if "'threshold'" in header:
+            raise network.KernelAddressError("no function found (forced)")
+        return original(kernel, arguments)
+
+    monkeypatch.setattr(network, "address_of", no_address_for_the_threshold)
+    fused, per_object = _both(build)
+    (message,) = fused["messages"]
+    assert "the kernel of 'neurongroup_spike_thresholder_codeobject" in message, message
+    assert "no function found (forced)" in message
     np.testing.assert_array_equal(fused["i"], per_object["i"])
     np.testing.assert_array_equal(fused["v"], per_object["v"])
 

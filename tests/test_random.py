@@ -348,16 +348,10 @@ def test_code_that_runs_once_refills_through_next_double(monkeypatch):
     assert "_mt19937_" not in random_numbers.code_for_template(rand_code, "synapses_create_generator")
     try:
         once = build()
-        monkeypatch.setattr(random_numbers, "RUN_ONCE_TEMPLATES", frozenset())
+        monkeypatch.setattr(random_numbers, "_ONCE_VARIANTS", {})  # the full refills
         full = build()
     finally:
         prefs.codegen.string_expression_target = "numpy"
     for a, b in zip(once, full, strict=True):
         np.testing.assert_array_equal(a, b)
     assert len(once[1]) > 1000
-
-
-def test_run_once_templates_are_the_fallbacks():
-    from brian2_numba import random_numbers, run_once
-
-    assert random_numbers.RUN_ONCE_TEMPLATES == set(run_once.RUN_ONCE_TEMPLATES)
