@@ -373,20 +373,22 @@ def test_keyboard_interrupt_stops_a_long_run(numba_target, on_interrupt):
     assert abs(result["after"] - result["t"] - 0.003) < 1e-9
 
 
+def _run_logging_not_fused(delay, duration):
+    """Spikes, v and the 'not fused' INFO lines of a run of ``_network(delay)``."""
+    G, S = _network(delay=delay)
+    spikes = SpikeMonitor(G)
+    net = Network(G, S, spikes)
+    with catch_logs(logging.INFO, only_from=("brian2_numba",)) as logs:
+        net.run(duration)
+    return {**_spikes(spikes), "v": G.v[:].copy(),
+            "messages": [m for level, name, m in logs if "not_fused" in name]}
+
+
 def test_loop_that_does_not_compile_runs_objects_one_by_one(monkeypatch):
     """If numba cannot compile a loop, the run still happens (one INFO line)."""
     from numba.core.errors import TypingError
 
     import brian2_numba.network as network
-
-    def build():
-        G, S = _network(delay="(j % 3) * 0.5*ms")
-        spikes = SpikeMonitor(G)
-        net = Network(G, S, spikes)
-        with catch_logs(logging.INFO, only_from=("brian2_numba",)) as logs:
-            net.run(30 * ms)
-        return {**_spikes(spikes), "v": G.v[:].copy(),
-                "messages": [m for level, name, m in logs if "not_fused" in name]}
 
     original = network._FusedLoop.compile
 
@@ -396,7 +398,7 @@ def test_loop_that_does_not_compile_runs_objects_one_by_one(monkeypatch):
         return original(self)
 
     monkeypatch.setattr(network._FusedLoop, "compile", compile_only_python_entries)
-    fused, per_object = _both(build)
+    fused, per_object = _both(_run_logging_not_fused, "(j % 3) * 0.5*ms", 30 * ms)
     assert len(fused["messages"]) == 1 and "a forced typing error" in fused["messages"][0]
     assert "could not compile its loop" in fused["messages"][0]
     np.testing.assert_array_equal(fused["i"], per_object["i"])
@@ -408,15 +410,6 @@ def test_kernel_that_cannot_be_called_is_named(monkeypatch):
     code object (not the loop), and the run happens one object at a time."""
     import brian2_numba.network as network
 
-    def build():
-        G, S = _network()
-        spikes = SpikeMonitor(G)
-        net = Network(G, S, spikes)
-        with catch_logs(logging.INFO, only_from=("brian2_numba",)) as logs:
-            net.run(10 * ms)
-        return {**_spikes(spikes), "v": G.v[:].copy(),
-                "messages": [m for level, name, m in logs if "not_fused" in name]}
-
     original = network.address_of
 
     def no_address_for_the_threshold(kernel, arguments):
@@ -427,7 +420,7 @@ def test_kernel_that_cannot_be_called_is_named(monkeypatch):
         return original(kernel, arguments)
 
     monkeypatch.setattr(network, "address_of", no_address_for_the_threshold)
-    fused, per_object = _both(build)
+    fused, per_object = _both(_run_logging_not_fused, "1*ms", 10 * ms)
     (message,) = fused["messages"]
     assert "the kernel of 'neurongroup_spike_thresholder_codeobject" in message, message
     assert "no function found (forced)" in message
