@@ -8,6 +8,7 @@ everything it recorded must be bit for bit the same.
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -422,7 +423,9 @@ def test_kernel_that_cannot_be_called_is_named(monkeypatch):
     monkeypatch.setattr(network, "address_of", no_address_for_the_threshold)
     fused, per_object = _both(_run_logging_not_fused, "1*ms", 10 * ms)
     (message,) = fused["messages"]
-    assert "the kernel of 'neurongroup_spike_thresholder_codeobject" in message, message
+    # (the group's name depends on what ran before: neurongroup, neurongroup_4)
+    assert re.search(r"the kernel of 'neurongroup(_\d+)?_spike_thresholder_codeobject",
+                     message), message
     assert "no function found (forced)" in message
     np.testing.assert_array_equal(fused["i"], per_object["i"])
     np.testing.assert_array_equal(fused["v"], per_object["v"])
@@ -431,7 +434,6 @@ def test_kernel_that_cannot_be_called_is_named(monkeypatch):
 def test_loop_calls_kernels_without_compiling_them_again():
     """The loop's machine code holds the loop only: kernels are called at their
     addresses (brian2_numba.kernel_calls), not linked in and compiled again."""
-    import re
 
     import brian2_numba
 
