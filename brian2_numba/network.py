@@ -43,7 +43,7 @@ from brian2.utils.logger import get_logger
 from numba.core.dispatcher import Dispatcher
 from numba.core.errors import NumbaError
 
-from . import compat, threads
+from . import compat, threads, warm_up
 from .cache import load_module
 from .codeobject import NumbaCodeObject
 from .kernel_calls import (
@@ -140,6 +140,8 @@ def _loop_module(entries, n_clocks):
         clocks=list(range(n_clocks)),
         decorator=numba_decorator(),
         call_convention=CALL_CONVENTION,
+        warm_up_stamp=warm_up.STAMP,
+        line_bytes=warm_up.LINE_BYTES,
         version=NumbaCodeObject.templater.env.globals["version"],
     )
     return load_module(tidy(source))
@@ -154,7 +156,7 @@ class _FusedLoop:
         self.clocks = clocks
         self.module = _loop_module(entries, len(clocks))
         compat.set_loop_file(net, self.module.__file__)
-        self.state = np.zeros(3, dtype=np.int64)
+        self.state = np.zeros(5, dtype=np.int64)
         self.pending = False
         clock_args = []
         for clock in clocks:
@@ -167,7 +169,12 @@ class _FusedLoop:
             if entry.packed is not None:
                 blocks[entry.index] = entry.packed[0].ctypes.data
         self.packed_at = resize_count()
-        self.args = (float(Clock.epsilon_dt), self.addresses, blocks, *clock_args,
+        #: the memory the first call of run() reads into the caches
+        self.warm_regions = warm_up.regions(
+            (entry.args for entry in entries if entry.args is not None),
+            streams=_appended_arrays(entries))
+        self.args = (float(Clock.epsilon_dt), self.addresses, blocks, self.warm_regions,
+                     *clock_args,
                      *(entry.args if entry.packed is None else entry.packed[1]
                        for entry in entries if entry.codeobj is not None))
         self.max_steps = 16
@@ -241,6 +248,9 @@ class _FusedLoop:
 
     def run(self, report_due, stopped):
         """Run to the end, or until ``stopped()``; ``report_due()`` between chunks."""
+        # the regions are this run's addresses: read them unless an array moved
+        # (nothing runs between __init__ and here, so none did)
+        self.state[3] = int(resize_count() == self.packed_at)
         while True:
             start = time.perf_counter()
             self._call(self.max_steps)
@@ -259,6 +269,14 @@ class _FusedLoop:
             report_due()
             if stopped():
                 return
+
+
+def _appended_arrays(entries):
+    """The monitors' pending buffers among the entries' arguments (not warmed)."""
+    for entry in entries:
+        pending = entry.codeobj.namespace.get("_pending") if entry.codeobj else None
+        if pending is not None:
+            yield from pending.arrays
 
 
 def _clock_time(clock):
