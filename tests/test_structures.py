@@ -32,10 +32,11 @@ def _input(seed, n_sources=8, n_spikes=60, t_max=40):
     return indices, steps
 
 
-def _network(target, seed, homogeneous=False, n_sources=8, n_targets=6):
+def _network(target, seed, homogeneous=False, n_sources=8, n_targets=6, shuffled=False):
     """Spike sources onto targets through synapses with random integer
     weights and random delays (0 to 5 ms, or 1.7 ms for all if
-    ``homogeneous``); returns (net, parts)."""
+    ``homogeneous``), created source by source or (``shuffled``) in random
+    order; returns (net, parts)."""
     start_scope()
     prefs.codegen.target = target
     defaultclock.dt = DT * ms
@@ -45,6 +46,9 @@ def _network(target, seed, homogeneous=False, n_sources=8, n_targets=6):
     G = NeuronGroup(n_targets, "v : 1")
     S = Synapses(gen, G, "w : 1", on_pre="v_post += w")
     pre, post = np.nonzero(rng.random((n_sources, n_targets)) < 0.6)
+    if shuffled:
+        order = rng.permutation(len(pre))
+        pre, post = pre[order], post[order]
     S.connect(i=pre, j=post)
     S.w = rng.integers(1, 1000, len(S))
     delay_steps = rng.integers(0, 51, len(S))
@@ -64,12 +68,16 @@ def _brute_force(indices, steps, pre, post, weights, delay_steps, n_targets, n_s
     return np.cumsum(arrivals, axis=0)
 
 
+@pytest.mark.parametrize("shuffled", [False, True], ids=["by_source", "shuffled"])
 @pytest.mark.parametrize("homogeneous", [False, True], ids=["heterogeneous", "homogeneous"])
-def test_queue_matches_brute_force_with_store_restore(homogeneous):
-    net, (indices, steps, pre, post, S, mon) = _network("numba", 3, homogeneous)
+def test_queue_matches_brute_force_with_store_restore(homogeneous, shuffled):
+    net, (indices, steps, pre, post, S, mon) = _network("numba", 3, homogeneous,
+                                                        shuffled=shuffled)
     weights = S.w[:].copy()
     delay_steps = np.round(S.delay[:] / ms / DT).astype(int)
     net.run(20 * ms)
+    # the synapses kernel runs through syn_ptr's ranges only for sorted sources
+    assert queue_module.spikequeue_for(S.pre.queue).in_order[0] == (not shuffled)
     net.store()  # spikes are in flight now
     net.run(30 * ms)
     first = mon.v[:].copy()

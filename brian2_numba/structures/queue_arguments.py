@@ -22,6 +22,7 @@ QUEUE_ARGUMENTS = {
     "offset": "_queue_offset",
     "syn_ptr": "_queue_syn_ptr",
     "syn_idx": "_queue_syn_idx",
+    "in_order": "_queue_in_order",
     "delays": "_queue_delays",
     "source_start": "_queue_source_start",
     "source_end": "_queue_source_end",

@@ -16,6 +16,11 @@ write directly:
   synapse order, so spikes are queued in exactly the order of Brian's C++
   queue), ``delays``: their delays in time steps, in the same CSR order
   (read sequentially while queueing), or one value if homogeneous.
+  ``in_order[0]`` is 1 when the synapses are sorted by source (the usual
+  case: ``connect`` creates them source by source), so that ``syn_idx`` is
+  ``arange``: the synapses kernel then runs through ``syn_ptr``'s ranges
+  directly and reads one array less per synapse (for 5 million synapses,
+  31 against 52 µs per step of 48 spikes).
 
 The arrays keep their identity (they are resized in place), so the kernels
 get them as ordinary arguments, bound once per code object. A step that
@@ -88,6 +93,7 @@ class NumbaSpikeQueue:
         self.queue = np.zeros((1, MIN_CAPACITY), dtype=np.int32)
         self.syn_ptr = np.zeros(source_end - source_start + 1, dtype=np.int32)
         self.syn_idx = np.zeros(0, dtype=np.int32)
+        self.in_order = np.ones(1, dtype=np.int32)
         self.delays = np.zeros(1, dtype=np.int32)
         self.name = None  # the pathway's, once prepared (for error messages)
         # what the connectivity arrays were built from (see ``_unchanged``)
@@ -145,6 +151,7 @@ class NumbaSpikeQueue:
         else:
             order = np.argsort(sources, kind="stable")
             _set(self.syn_idx, order.astype(np.int32))
+        self.in_order[0] = order is None
         per_source = np.bincount(sources - self.source_start, minlength=len(self.syn_ptr) - 1)
         self.syn_ptr[0] = 0
         np.cumsum(per_source[: len(self.syn_ptr) - 1], out=self.syn_ptr[1:])
