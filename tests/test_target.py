@@ -207,6 +207,27 @@ def test_threshold_blocks_give_numpys_spikes(size):
         np.testing.assert_array_equal(numba_part, numpy_part)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threshold_with_many_spikes_per_block(threads):
+    """Dense blocks (every other neuron, and all from 60 on, bit 63 included): the
+    set bits come out in ascending order, serial and in the parallel form."""
+    prefs.codegen.runtime.numba.threads = threads
+    prefs.codegen.runtime.numba.parallel_threshold = 0
+    group = NeuronGroup(150, "", threshold="i % 2 == 0 or i >= 60 + (t > 0.15*ms)")
+    spikes = SpikeMonitor(group)
+    net = Network(group, spikes)
+    net.run(0.3 * ms)
+    path = brian2_numba.generated_files(net)[group.thresholder["spike"].codeobj.name]["run"]
+    with open(path) as kernel:
+        source = kernel.read()
+    assert ("_numba.prange(" in source) == (threads == 2)
+    expected = [i for i in range(150) if i % 2 == 0 or i >= 60]
+    later = [i for i in range(150) if i % 2 == 0 or i >= 61]
+    assert spikes.i[:].tolist() == expected + expected + later
+    steps = [0.0] * len(expected) + [1e-4] * len(expected) + [2e-4] * len(later)
+    assert spikes.t_[:].tolist() == steps
+
+
 def test_poisson_group():
     """Spike counts as expected from the rates; the numpy target's very spikes.
 
