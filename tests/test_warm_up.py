@@ -59,7 +59,8 @@ def test_the_loop_reads_the_regions_once_per_run(monkeypatch):
         addresses = {int(address) for address, _ in loop.warm_regions}
         assert S.variables["w"].get_value().ctypes.data in addresses
         assert G.variables["v"].get_value().ctypes.data in addresses
-        assert len(buffers) == 4 and not addresses & buffers  # i, t; t, v: no monitor buffer
+        # the monitors' four buffers (i, t; t, v) are not read
+        assert len(buffers) == 4 and not addresses & buffers
         assert loop.state[3] == 0
         assert loop.state[4] == expected > 0
     assert spikes.num_spikes > 0
