@@ -34,6 +34,9 @@ argument tuple that was packed (Brian's loop relies on the same tuples).
 Arguments of other types (none of Brian's templates passes any) make a
 kernel fall back to :func:`call_at` with its argument tuple.
 
+:func:`load_byte` reads one byte at an address, for the loop's warming of
+the caches at the start of a run (``brian2_numba.warm_up``).
+
 These are numba internals (``call_conv``, the data models, a compile
 result's library and mangled name): ``tests/test_kernel_calls.py`` checks
 every kind of argument and the propagation of exceptions, and
@@ -49,7 +52,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-__all__ = ["call_at", "call_packed", "address_of", "pack", "entry_point",
+__all__ = ["call_at", "call_packed", "address_of", "pack", "entry_point", "load_byte",
            "CALL_CONVENTION", "KernelAddressError"]
 
 
@@ -59,8 +62,8 @@ def _own_hash():
 
 
 #: written into the loop's source, whose hash is its cache stamp: the
-#: intrinsics below are compiled into the loop, and a loop cached with other
-#: versions of them must not be loaded
+#: intrinsics below (load_byte too) are compiled into the loop, and a loop
+#: cached with other versions of them must not be loaded
 CALL_CONVENTION = f"kernel_calls {_own_hash()}, numba {numba.__version__}"
 
 
@@ -232,3 +235,16 @@ def call_packed(typingctx, kernel, address, block, argument_types):
                              values)
 
     return return_type(kernel, address, block, argument_types), codegen
+
+
+@intrinsic
+def load_byte(typingctx, address):
+    """The byte at ``address`` (an integer), as an ``int64``."""
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        pointer = builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+        return builder.zext(builder.load(pointer), ir.IntType(64))
+
+    return types.int64(address), codegen

@@ -140,7 +140,6 @@ def _loop_module(entries, n_clocks):
         clocks=list(range(n_clocks)),
         decorator=numba_decorator(),
         call_convention=CALL_CONVENTION,
-        warm_up_stamp=warm_up.STAMP,
         line_bytes=warm_up.LINE_BYTES,
         version=NumbaCodeObject.templater.env.globals["version"],
     )

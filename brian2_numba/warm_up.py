@@ -13,17 +13,14 @@ costs a fraction of that (20–70 µs for 0.5–0.8 MB here).
 The fused loop does it at the start of each ``run()`` (``_state[3]``, see the
 template ``network_run.py_``) over :func:`regions`: the kernels' arrays,
 smallest first, up to :data:`WARM_BYTES`. Monitors' pending buffers are left
-out: kernels only append to them, which the hardware prefetcher streams.
+out: kernels only append to them, which the hardware prefetcher streams. The
+loop reads the bytes with ``kernel_calls.load_byte``, beside the other
+intrinsics it is compiled with.
 """
 
-import hashlib
-
 import numpy as np
-from llvmlite import ir
-from numba.core import types
-from numba.extending import intrinsic
 
-__all__ = ["WARM_BYTES", "LINE_BYTES", "STAMP", "regions", "load_byte"]
+__all__ = ["WARM_BYTES", "LINE_BYTES", "regions"]
 
 #: at most this many bytes are read at the start of a run(): half of a 2 MiB
 #: L2 cache (the benchmark machine's), and more than most small networks hold
@@ -31,29 +28,6 @@ WARM_BYTES = 1 << 20
 #: one load per cache line (64 bytes on x86-64 and most ARM cores; Apple's
 #: 128-byte lines are then read twice, which costs little)
 LINE_BYTES = 64
-
-
-def _own_hash():
-    with open(__file__, "rb") as source:
-        return hashlib.sha256(source.read()).hexdigest()[:16]
-
-
-#: written into the loop's source (its hash is the loop's cache stamp), as
-#: the intrinsic below is compiled into the loop (numba#1833)
-STAMP = f"warm_up {_own_hash()}"
-
-
-@intrinsic
-def load_byte(typingctx, address):
-    """The byte at ``address`` (an integer), as an ``int64``."""
-    if not isinstance(address, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        pointer = builder.inttoptr(args[0], ir.IntType(8).as_pointer())
-        return builder.zext(builder.load(pointer), ir.IntType(64))
-
-    return types.int64(address), codegen
 
 
 def regions(arguments, streams=(), budget=WARM_BYTES):
