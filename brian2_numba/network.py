@@ -48,6 +48,14 @@ from .cache import load_module
 from .codeobject import NumbaCodeObject
 from .kernel_calls import (
     CALL_CONVENTION,
+    ENTRY,
+    FINISHED,
+    PYTHON_ENTRY,
+    READ,
+    RESUME,
+    STRUCTURE_FULL,
+    WARM,
+    WHY,
     KernelAddressError,
     address_of,
     entry_point,
@@ -61,8 +69,6 @@ __all__ = ["install", "network_run", "network_before_run"]
 
 logger = get_logger(__name__)
 
-#: why the compiled loop returned (``_state[1]``, see the template)
-FINISHED, CHUNK_DONE, PYTHON_ENTRY, STRUCTURE_FULL = 0, 1, 2, 3
 #: wall time the loop may run before it returns to Python
 CHUNK_SECONDS = 0.05
 
@@ -155,7 +161,7 @@ class _FusedLoop:
         self.clocks = clocks
         self.module = _loop_module(entries, len(clocks))
         compat.set_loop_file(net, self.module.__file__)
-        self.state = np.zeros(5, dtype=np.int64)
+        self.state = np.zeros(READ + 1, dtype=np.int64)
         self.pending = False
         clock_args = []
         for clock in clocks:
@@ -213,7 +219,7 @@ class _FusedLoop:
                 self.net,
             ) from exc
         except Exception as exc:
-            entry = self.entries[int(self.state[2])]
+            entry = self.entries[int(self.state[ENTRY])]
             codeobj = entry.codeobj
             raise BrianObjectException(
                 "An exception occurred during the execution of the 'run' block of code "
@@ -222,15 +228,15 @@ class _FusedLoop:
                 codeobj.owner,
             ) from exc
         # in the middle of a step: an entry waits for Python
-        self.pending = self.state[1] in (PYTHON_ENTRY, STRUCTURE_FULL)
+        self.pending = self.state[WHY] in (PYTHON_ENTRY, STRUCTURE_FULL)
 
     def _handle(self):
         """Run the entry the loop left to Python; False if there is none."""
         if not self.pending:
             return False
-        entry = self.entries[int(self.state[2])]
+        entry = self.entries[int(self.state[ENTRY])]
         # the loop resumes after it, even if it is interrupted (Ctrl-C)
-        self.state[0] = entry.index + 1
+        self.state[RESUME] = entry.index + 1
         self.pending = False
         if entry.codeobj is None:
             self.net.t_ = _earliest_time(self.clocks)
@@ -241,7 +247,7 @@ class _FusedLoop:
 
     def finish_step(self):
         """Complete the time step in progress (after stop() or Ctrl-C)."""
-        while self.pending or self.state[0] != 0:
+        while self.pending or self.state[RESUME] != 0:
             if not self._handle():
                 self._call(1)
 
@@ -249,7 +255,7 @@ class _FusedLoop:
         """Run to the end, or until ``stopped()``; ``report_due()`` between chunks."""
         # the regions are this run's addresses: read them unless an array moved
         # (nothing runs between __init__ and here, so none did)
-        self.state[3] = int(resize_count() == self.packed_at)
+        self.state[WARM] = int(resize_count() == self.packed_at)
         while True:
             start = time.perf_counter()
             self._call(self.max_steps)
@@ -258,7 +264,7 @@ class _FusedLoop:
                     self.finish_step()
                     return
                 self._call(self.max_steps)
-            if self.state[1] == FINISHED:
+            if self.state[WHY] == FINISHED:
                 return
             elapsed = time.perf_counter() - start
             if elapsed < CHUNK_SECONDS / 2 and self.max_steps < 1 << 30:

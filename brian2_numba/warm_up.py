@@ -10,11 +10,11 @@ benchmark tool: 4.6 µs a step in its first 16, 1.0 later). Reading one byte
 of every cache line first, with independent loads that the CPU overlaps,
 costs a fraction of that (20–70 µs for 0.5–0.8 MB here).
 
-The fused loop does it at the start of each ``run()`` (``_state[3]``, see the
-template ``network_run.py_``) over :func:`regions`: the kernels' arrays,
+The fused loop does it at the start of each ``run()`` (``_state[WARM]``, see
+the template ``network_run.py_``) over :func:`regions`: the kernels' arrays,
 smallest first, up to :data:`WARM_BYTES`. Monitors' pending buffers are left
 out: kernels only append to them, which the hardware prefetcher streams. The
-loop reads the bytes with ``kernel_calls.load_byte``, beside the other
+loop reads the bytes with ``kernel_calls.warm_caches``, beside the other
 intrinsics it is compiled with.
 """
 

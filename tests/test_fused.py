@@ -450,11 +450,11 @@ def test_loop_calls_kernels_without_compiling_them_again():
     kernel_modules = {name for name in re.findall(r"brian2_numba_[0-9a-f]{32}", " ".join(defined))}
     assert defined and kernel_modules == {loop_module}
     with open(loop_file) as f:
-        assert f.read().count("_call_packed(_kernel_") >= 4  # every kernel, packed
+        assert f.read().count("_run_packed(_state, ") >= 4  # every kernel, packed
 
 
 def test_kernels_called_with_argument_tuples(monkeypatch):
-    """Arguments that are not packed reach the kernel as a tuple (call_at)."""
+    """Arguments that are not packed reach the kernel as a tuple (run_at)."""
     import brian2_numba
     import brian2_numba.network as network
 
@@ -474,6 +474,6 @@ def test_kernels_called_with_argument_tuples(monkeypatch):
     fused, per_object = _both(build)
     with open(loops[0]) as f:
         source = f.read()
-    assert "_call_at(_kernel_" in source and "_call_packed(_kernel_" in source  # both ways
+    assert "_run_at(_state, " in source and "_run_packed(_state, " in source  # both ways
     assert len(fused["i"]) > 20
     _assert_identical(fused, per_object)

@@ -4,6 +4,7 @@ import numpy as np
 from brian2 import Network, NeuronGroup, SpikeMonitor, StateMonitor, Synapses, ms
 
 from brian2_numba import network, warm_up
+from brian2_numba.kernel_calls import READ, WARM
 
 
 def _bytes_read(array):
@@ -61,7 +62,7 @@ def test_the_loop_reads_the_regions_once_per_run(monkeypatch):
         assert G.variables["v"].get_value().ctypes.data in addresses
         # the monitors' four buffers (i, t; t, v) are not read
         assert len(buffers) == 4 and not addresses & buffers
-        assert loop.state[3] == 0
-        assert loop.state[4] == expected > 0
+        assert loop.state[WARM] == 0
+        assert loop.state[READ] == expected > 0
     assert spikes.num_spikes > 0
 
