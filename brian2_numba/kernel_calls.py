@@ -39,9 +39,9 @@ call and the check of a full structure are emitted by the intrinsic, as
 straight-line code in one basic block, not as Python branches that numba
 types, lowers and optimises one by one. That, and the cache warming in
 :func:`warm_caches`, halved the loop's compile time (Brunel–Hakim, 7
-entries, kernels loaded from the cache: 0.42–0.49 s to 0.20–0.26 s). The words of the loop's state array
-are :data:`RESUME`, :data:`WHY`, :data:`ENTRY`, :data:`WARM` and
-:data:`READ`.
+entries, kernels loaded from the cache: 0.42–0.49 s to 0.20–0.26 s). The
+words of the loop's state array are :data:`RESUME`, :data:`WHY`,
+:data:`ENTRY`, :data:`WARM` and :data:`READ`.
 
 These are numba internals (``call_conv`` and its status of a call, the data
 models, a compile result's library and mangled name):
@@ -208,14 +208,14 @@ RESUME, WHY, ENTRY, WARM, READ = range(5)
 FINISHED, CHUNK_DONE, PYTHON_ENTRY, STRUCTURE_FULL = range(4)
 
 
-def _is_state(numba_type):
-    return (isinstance(numba_type, types.Array) and numba_type.ndim == 1
-            and numba_type.layout == "C" and numba_type.dtype == types.int64)
-
-
 def _is_words(numba_type):
+    """A contiguous 1-d array of 64-bit integers (addresses, blocks, the state)."""
     return (isinstance(numba_type, types.Array) and numba_type.ndim == 1
             and numba_type.layout == "C" and numba_type.dtype in (types.uint64, types.int64))
+
+
+def _is_state(numba_type):
+    return _is_words(numba_type) and numba_type.dtype == types.int64
 
 
 def _is_flag(numba_type):
