@@ -75,7 +75,7 @@ from brian2.synapses.synapses import Synapses, SynapticPathway
 from brian2.utils.logger import get_logger
 from numba.core.dispatcher import Dispatcher
 
-from .cache import configured_cache_directory
+from .cache import LOOP_VARIANT, configured_cache_directory, loop_kernel
 from .inspection import _code_objects
 from .kernel_cache import KernelCache
 
@@ -268,7 +268,11 @@ def kernel_states(net):
     """How many kernels of the network are in memory, on disk, or to compile.
 
     From the numba code objects the network has now (those of its last
-    ``before_run``); ``None`` if it has none yet (never ran on 'numba').
+    ``before_run``); ``None`` if it has none yet (never ran on 'numba'). A
+    kernel counts as in memory (or on disk) if it or its variant for the
+    fused loop (:func:`brian2_numba.cache.loop_kernel`) is: they take about
+    the same time to compile, and one configuration of the estimate uses the
+    one, another the other.
     """
     states = {"memory": 0, "disk": 0, "compile": 0}
     seen = 0
@@ -278,12 +282,12 @@ def kernel_states(net):
             continue
         seen += 1
         kernel = compiled.main
-        if kernel.overloads:
-            states["memory"] += 1
-            continue
+        variant = loop_kernel(kernel, create=False)
         cache = getattr(kernel, "_cache", None)
-        index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
-        if isinstance(cache, KernelCache) and index and os.path.exists(index):
+        if kernel.overloads or (variant is not None and variant.overloads):
+            states["memory"] += 1
+        elif isinstance(cache, KernelCache) and (cache.has_index()
+                                                 or cache.has_index(LOOP_VARIANT)):
             states["disk"] += 1
         else:
             states["compile"] += 1

@@ -33,7 +33,7 @@ from numba.core import event
 from numba.core.errors import NumbaError
 
 from . import compat
-from .cache import load_module
+from .cache import load_module, loop_kernel
 from .codeobject import _CompiledBlock
 from .inspection import _code_objects
 from .network import last_network
@@ -148,19 +148,25 @@ def _text(value):
 # -- what the functions show --------------------------------------------------------
 
 def _kernel_cost(compiled):
-    """(cache, seconds) of a block's kernel: 'hit'/'miss' and load/compile time."""
-    kernel = compiled.main
-    stats = getattr(kernel, "stats", None)
-    if stats is None:
+    """(cache, seconds) of a block's kernel: 'hit'/'miss' and load/compile time.
+
+    Of the kernel itself, or else of its variant for the fused loop
+    (:func:`brian2_numba.cache.loop_kernel`), whichever was compiled or loaded.
+    """
+    if getattr(compiled.main, "stats", None) is None:
         return None, None
-    hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
-    if misses:
-        return "miss", _compile_seconds.get(kernel)
-    if hits:
-        return "hit", getattr(kernel._cache, "load_seconds", None)
-    if kernel.overloads:
-        return "compiled", _compile_seconds.get(kernel)
-    return "in loop" , None  # never called on its own: the cached loop holds it
+    kernels = [kernel for kernel in (compiled.main, loop_kernel(compiled.main, create=False))
+               if kernel is not None]
+    for kernel in kernels:
+        stats = kernel.stats
+        if sum(stats.cache_misses.values()):
+            return "miss", _compile_seconds.get(kernel)
+        if sum(stats.cache_hits.values()):
+            return "hit", getattr(kernel._cache, "load_seconds", None)
+    for kernel in kernels:
+        if kernel.overloads:
+            return "compiled", _compile_seconds.get(kernel)
+    return "in loop" , None  # not called in this process: the cached loop holds it
 
 
 def _profiled_times(net):

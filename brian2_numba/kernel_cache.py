@@ -16,6 +16,11 @@ the directory disappears. The generated kernels therefore carry no
 * writes files 0600 under names ``clear_cache`` recognises;
 * treats an unreadable entry as a miss (recompile, numba#10434) and a failed
   save (full disk, directory deleted) as a warning.
+
+A kernel compiled with other options than its module's (the fused loop's
+variant without numba's Python wrapper, :func:`brian2_numba.cache.loop_kernel`)
+is a *variant*: its files get a name of their own, since numba's index key
+(the signature and the machine) does not tell the two apart.
 """
 
 import contextlib
@@ -83,11 +88,11 @@ class _KernelCacheImpl(CompileResultCacheImpl):
     ``NUMBA_CACHE_LOCATOR_CLASSES`` can change); ours is not negotiable.
     """
 
-    def __init__(self, py_func, kernel_dir, source_hash):
+    def __init__(self, py_func, kernel_dir, source_hash, variant=""):
         self._lineno = py_func.__code__.co_firstlineno
         self._locator = _KernelLocator(py_func, kernel_dir, source_hash)
         modname = py_func.__module__
-        fullname = f"{modname}.{py_func.__qualname__}"
+        fullname = f"{modname}.{py_func.__qualname__}" + (f".{variant}" if variant else "")
         self._filename_base = self.get_filename_base(fullname, getattr(sys, "abiflags", ""))
 
 
@@ -131,13 +136,16 @@ class _KernelCacheFile(IndexDataCacheFile):
 
 
 class KernelCache(FunctionCache):
-    """The disk cache of one kernel (see the module docstring)."""
+    """The disk cache of one kernel, or of one variant of it (see the module docstring)."""
 
-    def __init__(self, py_func, kernel_dir, source_hash):
+    def __init__(self, py_func, kernel_dir, source_hash, variant=""):
         # FunctionCache.__init__ would instantiate numba's own CacheImpl
-        self._name = repr(py_func)
+        self._name = repr(py_func) + (f" ({variant})" if variant else "")
         self._py_func = py_func
-        self._impl = _KernelCacheImpl(py_func, kernel_dir, source_hash)
+        #: where and under which stamp it is kept (what a variant's cache needs)
+        self.kernel_dir = kernel_dir
+        self.source_hash = source_hash
+        self._impl = _KernelCacheImpl(py_func, kernel_dir, source_hash, variant)
         self._cache_path = kernel_dir
         self._cache_file = _KernelCacheFile(
             cache_path=kernel_dir,
@@ -146,8 +154,14 @@ class KernelCache(FunctionCache):
         )
         self.enable()
 
-    def has_index(self):
-        """Whether an index of compiled signatures exists (this kernel was saved)."""
+    def has_index(self, variant=None):
+        """Whether an index of compiled signatures exists (this kernel was saved).
+
+        ``variant``: of that variant of the kernel instead.
+        """
+        if variant is not None:
+            return KernelCache(self._py_func, self.kernel_dir, self.source_hash,
+                               variant).has_index()
         return os.path.exists(self._cache_file._index_path)
 
     def load_overload(self, sig, target_context):
@@ -184,6 +198,10 @@ class KernelCache(FunctionCache):
             )
 
 
-def attach(dispatcher, kernel_dir, source_hash):
-    """Give a kernel (an ``@njit`` dispatcher) its disk cache."""
-    dispatcher._cache = KernelCache(dispatcher.py_func, kernel_dir, source_hash)
+def attach(dispatcher, kernel_dir, source_hash, variant=""):
+    """Give a kernel (an ``@njit`` dispatcher) its disk cache.
+
+    ``variant``: a name for a dispatcher of the same function with other
+    options, which must not share the kernel's files.
+    """
+    dispatcher._cache = KernelCache(dispatcher.py_func, kernel_dir, source_hash, variant)

@@ -41,7 +41,13 @@ types, lowers and optimises one by one. That, and the cache warming in
 :func:`warm_caches`, halved the loop's compile time (Brunel–Hakim, 7
 entries, kernels loaded from the cache: 0.42–0.49 s to 0.20–0.26 s). The
 words of the loop's state array are :data:`RESUME`, :data:`WHY`,
-:data:`ENTRY`, :data:`WARM` and :data:`READ`.
+:data:`ENTRY`, :data:`WARM`, :data:`READ` and :data:`NEEDED`.
+
+The kernels the loop calls need no Python wrapper, and the loop compiles
+them without one (:func:`brian2_numba.cache.loop_kernel`), so a kernel that
+finds a structure full is not called again from Python: the loop returns
+with the kernel's result in ``state[NEEDED]``, Python makes room, and the
+loop runs the same entry again.
 
 These are numba internals (``call_conv`` and its status of a call, the data
 models, a compile result's library and mangled name):
@@ -63,7 +69,8 @@ from numba.extending import intrinsic
 
 __all__ = ["run_packed", "run_at", "hand_over", "warm_caches", "address_of", "pack",
            "entry_point", "CALL_CONVENTION", "KernelAddressError", "RESUME", "WHY", "ENTRY",
-           "WARM", "READ", "FINISHED", "CHUNK_DONE", "PYTHON_ENTRY", "STRUCTURE_FULL"]
+           "WARM", "READ", "NEEDED", "STATE_WORDS", "FINISHED", "CHUNK_DONE", "PYTHON_ENTRY",
+           "STRUCTURE_FULL"]
 
 
 def _own_hash():
@@ -203,7 +210,9 @@ def _from_word(builder, word, llvm_type):
 # -- the loop's entries -----------------------------------------------------------
 
 #: the words of the loop's ``_state`` array (see the template network_run.py_)
-RESUME, WHY, ENTRY, WARM, READ = range(5)
+RESUME, WHY, ENTRY, WARM, READ, NEEDED = range(6)
+#: the length of the state array
+STATE_WORDS = NEEDED + 1
 #: why the loop returned (``_state[WHY]``)
 FINISHED, CHUNK_DONE, PYTHON_ENTRY, STRUCTURE_FULL = range(4)
 
@@ -265,7 +274,8 @@ def _when_due(context, builder, sig, args):
 
 def _entry(context, builder, sig, args, return_type, call):
     """Emit one entry: if due, note it in ``_state[ENTRY]`` and ``call(index)``;
-    a truthy result of a kernel with ``make_room`` stops the step there."""
+    a truthy result of a kernel with ``make_room`` stops the step there, and
+    goes to ``_state[NEEDED]``: what Python's ``make_room`` is to make room for."""
     state_type = sig.args[0]
     state, make_room = args[0], args[3]
     with _when_due(context, builder, sig, args) as index:
@@ -276,6 +286,8 @@ def _entry(context, builder, sig, args, return_type, call):
             with builder.if_then(full, likely=False):
                 builder.store(context.get_constant(types.int64, STRUCTURE_FULL),
                               _state_word(context, builder, state_type, state, WHY))
+                builder.store(context.cast(builder, result, return_type, types.int64),
+                              _state_word(context, builder, state_type, state, NEEDED))
     return context.get_dummy_value()
 
 
@@ -287,9 +299,10 @@ def run_packed(typingctx, state, index, due, make_room, kernel, addresses, block
 
     ``state`` is the loop's state array, ``due`` whether the entry's clock is
     due, ``make_room`` whether a truthy result means a structure is full
-    (then ``state[WHY]`` becomes :data:`STRUCTURE_FULL` and the step's later
-    entries do not run). ``argument_types`` is the type reference
-    :func:`pack` returned; ``kernel`` the kernel's dispatcher, which gives
+    (then ``state[WHY]`` becomes :data:`STRUCTURE_FULL`, ``state[NEEDED]``
+    the result, and the step's later entries do not run). ``argument_types``
+    is the type reference :func:`pack` returned; ``kernel`` the kernel's
+    dispatcher (or its variant without a Python wrapper), which gives
     the signature of the call (so an argument of another type is a typing
     error, never a call with the wrong layout).
     """

@@ -44,15 +44,16 @@ from numba.core.dispatcher import Dispatcher
 from numba.core.errors import NumbaError
 
 from . import compat, threads, warm_up
-from .cache import load_module
+from .cache import load_module, loop_kernel
 from .codeobject import NumbaCodeObject
 from .kernel_calls import (
     CALL_CONVENTION,
     ENTRY,
     FINISHED,
+    NEEDED,
     PYTHON_ENTRY,
-    READ,
     RESUME,
+    STATE_WORDS,
     STRUCTURE_FULL,
     WARM,
     WHY,
@@ -161,8 +162,14 @@ class _FusedLoop:
         self.clocks = clocks
         self.module = _loop_module(entries, len(clocks))
         compat.set_loop_file(net, self.module.__file__)
-        self.state = np.zeros(READ + 1, dtype=np.int64)
+        self.state = np.zeros(STATE_WORDS, dtype=np.int64)
+        #: an entry waits for Python (the loop returned in the middle of a step)
         self.pending = False
+        #: Python ran an entry: the step goes on at state[RESUME]
+        self.mid_step = False
+        #: (entry, time step) of the last make_room: a kernel still full after
+        #: it would loop forever
+        self.made_room = None
         clock_args = []
         for clock in clocks:
             clock_args += [clock.variables["timestep"].get_value(),
@@ -195,7 +202,8 @@ class _FusedLoop:
         for entry in self.entries:  # one by one, as in Brian's loop
             if entry.codeobj is not None:
                 self.compiling = entry
-                self.addresses[entry.index] = address_of(entry.compiled.main, entry.args)
+                self.addresses[entry.index] = address_of(loop_kernel(entry.compiled.main),
+                                                         entry.args)
         self.compiling = None
         self.module.main(self.state, 0, *self.args)
         # the chunks call the compiled loop without dispatching on the arguments
@@ -227,27 +235,57 @@ class _FusedLoop:
                 f"the compiled loop ({self.module.__file__}).",
                 codeobj.owner,
             ) from exc
+        self.mid_step = False
         # in the middle of a step: an entry waits for Python
         self.pending = self.state[WHY] in (PYTHON_ENTRY, STRUCTURE_FULL)
 
     def _handle(self):
-        """Run the entry the loop left to Python; False if there is none."""
+        """Run the entry the loop left to Python; False if there is none.
+
+        The state says where the step goes on before Python runs anything, so
+        that it does even if Python is interrupted (Ctrl-C).
+        """
         if not self.pending:
             return False
         entry = self.entries[int(self.state[ENTRY])]
-        # the loop resumes after it, even if it is interrupted (Ctrl-C)
-        self.state[RESUME] = entry.index + 1
         self.pending = False
-        if entry.codeobj is None:
+        self.mid_step = True
+        if entry.codeobj is None:  # a network operation; the loop goes on after it
+            self.state[RESUME] = entry.index + 1
             self.net.t_ = _earliest_time(self.clocks)
             entry.obj.run()
-        else:  # grows the structure, runs the kernel again
-            entry.codeobj()
+        else:  # a structure is full: make room, and the loop runs the kernel again
+            self.state[RESUME] = entry.index
+            self._make_room(entry)
         return True
+
+    def _make_room(self, entry):
+        """Grow the structure that ``entry``'s kernel found full, in Python.
+
+        The kernel is never called from Python here: the loop calls a variant
+        of it that cannot be (:func:`brian2_numba.cache.loop_kernel`).
+        """
+        codeobj, compiled = entry.codeobj, entry.compiled
+        needed = int(self.state[NEEDED])
+        clock = self.clocks[entry.clock]
+        step = (entry.index, int(clock.variables["timestep"].get_value()[0]))
+        where = f"code object '{codeobj.name}' (generated code: {compiled.path})"
+        if self.made_room == step:
+            raise BrianObjectException(
+                f"The kernel of {where} still found a structure full after room was "
+                f"made for {needed} (in the compiled loop, {self.module.__file__}).",
+                codeobj.owner)
+        try:
+            compiled.make_room(needed, *compiled.make_room_args)
+        except Exception as exc:
+            raise BrianObjectException(
+                f"An exception occurred while making room for the kernel of {where}.",
+                codeobj.owner) from exc
+        self.made_room = step
 
     def finish_step(self):
         """Complete the time step in progress (after stop() or Ctrl-C)."""
-        while self.pending or self.state[RESUME] != 0:
+        while self.pending or self.mid_step:
             if not self._handle():
                 self._call(1)
 

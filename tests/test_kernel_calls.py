@@ -7,9 +7,11 @@ import pytest
 from brian2_numba.kernel_calls import (
     CHUNK_DONE,
     ENTRY,
+    NEEDED,
     PYTHON_ENTRY,
     READ,
     RESUME,
+    STATE_WORDS,
     STRUCTURE_FULL,
     WARM,
     WHY,
@@ -36,11 +38,11 @@ def _kernel(out, values, matrix, flags, x, y, n, small, switch):
     out[7] = 1.0 if switch else -1.0
     out[8] += 1  # calls
     values[0] = 42.0  # writes reach the caller's array
-    return n > 0
+    return n  # (what a full structure needs: the loop keeps it in state[NEEDED])
 
 
 def _state():
-    state = np.zeros(READ + 1, dtype=np.int64)
+    state = np.zeros(STATE_WORDS, dtype=np.int64)
     state[WHY] = CHUNK_DONE
     return state
 
@@ -97,14 +99,17 @@ def test_run_packed_passes_every_kind_of_argument():
     np.testing.assert_array_equal(arguments[0], expected[0])
     assert arguments[1][0] == 42.0
     assert state[ENTRY] == 1 and state[WHY] == STRUCTURE_FULL
+    assert state[NEEDED] == 2 ** 40 + 3  # the kernel's result, all 64 bits
 
 
 def test_run_at_passes_the_tuple():
     hits, expected = _expected(2)
     arguments = _arguments()
     addresses = np.array([0, address_of(_kernel, arguments)], dtype=np.uintp)
-    assert _tuple_loop(_state(), addresses, arguments, 2) == hits == 2
+    state = _state()
+    assert _tuple_loop(state, addresses, arguments, 2) == hits == 2
     np.testing.assert_array_equal(arguments[0], expected[0])
+    assert state[NEEDED] == 2 ** 40 + 3
 
 
 @numba.njit
@@ -136,6 +141,7 @@ def test_an_entry_runs_only_when_due(case, due, make_room, resume, hand_over_fir
     _one_step(state, due, make_room, addresses, blocks, types)
     assert arguments[0][8] == calls, case
     assert (state[WHY], state[ENTRY]) == (why, entry), case
+    assert state[NEEDED] == (2 ** 40 + 3 if why == STRUCTURE_FULL else 0), case
 
 
 @numba.njit
