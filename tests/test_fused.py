@@ -317,6 +317,49 @@ def test_loop_is_generated_and_cached(numba_target):
     assert first["n"] == second["n"] > 0
 
 
+@pytest.mark.long
+def test_kernels_and_their_loop_variants_are_cached_apart(numba_target):
+    """The fused loop's kernels (no Python wrapper) and Brian's loop's kernels
+    share a cache directory, never an entry: a per-object run after a fused
+    one compiles its kernels (calling a variant from Python would crash), and
+    then each mode loads its own, with the same results."""
+    script = textwrap.dedent("""
+        import builtins, json, os, sys
+        import brian2_numba
+        from brian2 import *
+        prefs.codegen.target = 'numba'
+        prefs.codegen.runtime.numba.cache_dir = sys.argv[1]
+        prefs.codegen.runtime.numba.fused = sys.argv[2] == 'fused'
+        G = NeuronGroup(10, 'dv/dt = (1.1 - v)/(10*ms) : 1', threshold='v > 1',
+                        reset='v = 0', method='exact')
+        G.v = 'i / 10.0'
+        S = Synapses(G, G, on_pre='v_post += 0.05')
+        S.connect()
+        S.delay = 'j * 0.2*ms'
+        M = SpikeMonitor(G)
+        net = Network(G, S, M)
+        net.run(30*ms)
+        files = os.listdir(os.path.join(sys.argv[1], 'kernels'))
+        print(json.dumps({"stats": brian2_numba.cache_stats(), "i": M.i[:].tolist(),
+                          "t": M.t_[:].tolist(),
+                          "variants": builtins.sum('.main.loop-' in name and name.endswith('.nbi')
+                                               for name in files)}))
+    """)
+    outputs = []
+    for mode in ("fused", "per_object", "fused", "per_object"):
+        result = subprocess.run([sys.executable, "-c", script, str(numba_target), mode],
+                                capture_output=True, text=True, env=script_env(), timeout=600)
+        assert result.returncode == 0, (mode, result.stderr[-3000:])
+        outputs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    first_fused, first_per_object, fused, per_object = outputs
+    assert first_fused["stats"]["misses"] > 0 and first_fused["variants"] >= 4
+    assert first_per_object["stats"]["misses"] >= first_fused["variants"]
+    assert fused["stats"]["misses"] == 0 and per_object["stats"]["misses"] == 0
+    assert len(first_fused["i"]) > 10
+    for output in outputs[1:]:
+        assert (output["i"], output["t"]) == (first_fused["i"], first_fused["t"])
+
+
 INTERRUPTED = """
 import json, sys, time
 import brian2_numba
@@ -436,7 +479,10 @@ def test_loop_calls_kernels_without_compiling_them_again():
     addresses (brian2_numba.kernel_calls), not linked in and compiled again."""
 
     import brian2_numba
+    from brian2_numba.cache import loaded_dispatchers, loop_kernel
 
+    # (other tests in this process may have run the same kernels one by one)
+    overloads_before = {kernel: len(kernel.overloads) for kernel in loaded_dispatchers()}
     start_scope()
     G, S = _network(delay="(j % 3) * 0.5*ms")
     spikes = SpikeMonitor(G)
@@ -451,6 +497,35 @@ def test_loop_calls_kernels_without_compiling_them_again():
     assert defined and kernel_modules == {loop_module}
     with open(loop_file) as f:
         assert f.read().count("_run_packed(_state, ") >= 4  # every kernel, packed
+    # it calls the kernels' variants without numba's Python wrapper; the
+    # kernels themselves (which Brian's loop would call) were not compiled
+    kernels = [codeobj.compiled_code["run"].main for obj in net.sorted_objects
+               for codeobj in obj._code_objects if codeobj.compiled_code.get("run")]
+    assert len(kernels) >= 4
+    for kernel in kernels:
+        variant = loop_kernel(kernel, create=False)
+        assert variant is not None and variant.targetoptions["no_cpython_wrapper"]
+        assert variant.overloads
+        assert len(kernel.overloads) == overloads_before.get(kernel, 0)
+
+
+def test_kernel_still_full_after_make_room_is_an_error(monkeypatch):
+    """A make_room that makes no room: a Brian error naming the monitor's code
+    object, not an endless loop (the kernel runs again in the loop, not in Python)."""
+    from brian2.core.base import BrianObjectException
+
+    from brian2_numba.structures import monitors
+
+    monkeypatch.setattr(monitors, "BUFFER_VALUES", 4)
+    monkeypatch.setattr(monitors.PendingRecords, "make_room", lambda self, rows: None)
+    start_scope()
+    G, S = _network()
+    spikes = SpikeMonitor(G)
+    net = Network(G, S, spikes)
+    with pytest.raises(BrianObjectException) as raised:
+        net.run(50 * ms)
+    message = str(raised.value)
+    assert "spikemonitor" in message and "still found a structure full" in message, message
 
 
 def test_kernels_called_with_argument_tuples(monkeypatch):

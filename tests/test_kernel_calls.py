@@ -4,6 +4,7 @@ import numba
 import numpy as np
 import pytest
 
+from brian2_numba.cache import loop_kernel
 from brian2_numba.kernel_calls import (
     CHUNK_DONE,
     ENTRY,
@@ -189,6 +190,50 @@ def test_kernel_exceptions_propagate():
     assert loop_arguments[0][ENTRY] == 0  # the entry that raised
     loop_arguments, block = _raising_arguments(0.5)
     _raising_loop(*loop_arguments)  # no error
+
+
+_kernel_without_wrapper = loop_kernel(_kernel)
+_raising_without_wrapper = loop_kernel(_raising)
+
+
+@numba.njit
+def _variant_loop(state, addresses, blocks, types, steps):
+    full = 0
+    for _ in range(steps):
+        state[WHY] = 1
+        run_packed(state, 1, True, True, _kernel_without_wrapper, addresses, blocks, types)
+        full += state[WHY] == 3
+    return full
+
+
+@numba.njit
+def _raising_variant_loop(state, addresses, blocks, types):
+    run_packed(state, 0, True, False, _raising_without_wrapper, addresses, blocks, types)
+
+
+def test_kernels_without_python_wrapper_are_called_the_same_way():
+    """The fused loop's variants (cache.loop_kernel): no Python entry compiled,
+    the same results and the same exceptions through the loop."""
+    assert loop_kernel(_kernel) is _kernel_without_wrapper
+    hits, expected = _expected(3)
+    arguments = _arguments()
+    block, types = pack(arguments)
+    addresses = np.array([0, address_of(_kernel_without_wrapper, arguments)], dtype=np.uintp)
+    blocks = np.array([0, block.ctypes.data], dtype=np.uintp)
+    state = _state()
+    assert _variant_loop(state, addresses, blocks, types, 3) == hits == 3
+    np.testing.assert_array_equal(arguments[0], expected[0])
+    assert state[NEEDED] == 2 ** 40 + 3
+    (result,) = _kernel_without_wrapper.overloads.values()
+    assert result.library.get_pointer_to_function(result.fndesc.llvm_cpython_wrapper_name) == 0
+    arguments = (np.array([3.0]), 1.0)
+    block, types = pack(arguments)
+    state = _state()
+    with pytest.raises(ValueError, match="value above the limit"):
+        _raising_variant_loop(
+            state, np.array([address_of(_raising_without_wrapper, arguments)], dtype=np.uintp),
+            np.array([block.ctypes.data], dtype=np.uintp), types)
+    assert state[ENTRY] == 0
 
 
 @pytest.mark.parametrize("other", [(1, 2), None, "text", 1 + 2j])
