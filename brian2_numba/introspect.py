@@ -166,7 +166,7 @@ def _kernel_cost(compiled):
     for kernel in kernels:
         if kernel.overloads:
             return "compiled", _compile_seconds.get(kernel)
-    return "in loop" , None  # not called in this process: the cached loop holds it
+    return "not loaded", None  # not run in this process (an inactive object)
 
 
 def _profiled_times(net):
@@ -188,8 +188,9 @@ def list(net=None):  # noqa: A001 (the name the issue and cppyy's introspector u
     -------
     Table
         Columns: code object, owner, template, blocks, kernel file, cache
-        (``hit``, ``miss``, ``compiled``, or ``in loop`` when the cached
-        compiled loop holds the kernel), seconds (loading or compiling it),
+        (``hit``, ``miss``, ``compiled``, or ``not loaded`` for a kernel
+        that did not run in this process; of the kernel or of its variant for
+        the fused loop), seconds (loading or compiling it),
         profiled seconds (after ``run(..., profile=True)``). The network's
         compiled loop, if its last run was fused, is the last row.
     """

@@ -48,6 +48,7 @@ from .cache import load_module, loop_kernel
 from .codeobject import NumbaCodeObject
 from .kernel_calls import (
     CALL_CONVENTION,
+    CHUNK_DONE,
     ENTRY,
     FINISHED,
     NEEDED,
@@ -148,6 +149,8 @@ def _loop_module(entries, n_clocks):
         decorator=numba_decorator(),
         call_convention=CALL_CONVENTION,
         line_bytes=warm_up.LINE_BYTES,
+        words={"RESUME": RESUME, "WHY": WHY, "ENTRY": ENTRY, "WARM": WARM},
+        codes={"FINISHED": FINISHED, "CHUNK_DONE": CHUNK_DONE},
         version=NumbaCodeObject.templater.env.globals["version"],
     )
     return load_module(tidy(source))
