@@ -26,6 +26,7 @@ from brian2 import (
 from brian2.codegen.targets import codegen_targets
 
 import brian2_numba
+from brian2_numba.cache import loop_kernel
 
 
 def _deterministic_network(target):
@@ -151,10 +152,13 @@ def test_helpers_are_inlined_not_compiled_separately(numba_target):
     path = brian2_numba.generated_files(net)[f"{G.name}_stateupdater_codeobject"]["run"]
     module = sys.modules[os.path.basename(path)[: -len(".gen.py")]]
     # a kernel that draws random numbers runs inlined into its random_positions
-    # module (see there): that one compiles, the kernel itself does not
+    # module (see there): that one compiles, the kernel itself does not; the
+    # fused loop compiles it without a Python wrapper (cache.loop_kernel)
     compiled = G.state_updater.code_objects[0].compiled_code["run"]
     assert compiled.path == path and compiled.main is not module.main
-    assert len(compiled.main.signatures) == 1 and module.main.signatures == []
+    assert len(loop_kernel(compiled.main, create=False).signatures) == 1
+    assert compiled.main.signatures == [] and module.main.signatures == []
+    assert loop_kernel(module.main, create=False) is None
     assert compiled.main.py_func.__module__ != module.__name__
     for helper in (module._timestep, module._rand, module._fill_rand_buffer):
         assert helper.targetoptions.get("inline") == "always"
