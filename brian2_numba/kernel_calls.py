@@ -115,15 +115,21 @@ def _call_address(context, builder, address, return_type, argument_types, values
     return result
 
 
-def address_of(kernel, arguments):
+def address_of(kernel, arguments, argument_types=None):
     """The address of ``kernel``'s compiled function for ``arguments`` (a tuple).
 
     Compiles the kernel for exactly their types, or loads it from the cache,
-    as a first call would.
+    as a first call would. ``argument_types``: their numba types, if known
+    (:func:`pack` has them): typing every argument again is most of the cost
+    of a ``run()``'s set-up when the kernel is in memory.
     """
-    signature = tuple(numba.typeof(argument) for argument in arguments)
-    kernel.compile(signature)
-    result = kernel.overloads[signature]
+    if argument_types is None:
+        argument_types = (numba.typeof(argument) for argument in arguments)
+    signature = tuple(argument_types)
+    result = kernel.overloads.get(signature)
+    if result is None:
+        kernel.compile(signature)
+        result = kernel.overloads[signature]
     address = result.library.get_pointer_to_function(result.fndesc.mangled_name)
     if not address:
         raise KernelAddressError(f"numba has no function {result.fndesc.mangled_name!r} "

@@ -205,8 +205,10 @@ class _FusedLoop:
         for entry in self.entries:  # one by one, as in Brian's loop
             if entry.codeobj is not None:
                 self.compiling = entry
+                types = (entry.packed[1].instance_type.types if entry.packed is not None
+                         else None)
                 self.addresses[entry.index] = address_of(loop_kernel(entry.compiled.main),
-                                                         entry.args)
+                                                         entry.args, types)
         self.compiling = None
         self.module.main(self.state, 0, *self.args)
         # the chunks call the compiled loop without dispatching on the arguments

@@ -456,12 +456,12 @@ def test_kernel_that_cannot_be_called_is_named(monkeypatch):
 
     original = network.address_of
 
-    def no_address_for_the_threshold(kernel, arguments):
+    def no_address_for_the_threshold(kernel, arguments, argument_types=None):
         with open(kernel.py_func.__code__.co_filename) as source:
             header = source.readline()  # "... from template 'threshold'."
         if "'threshold'" in header:
             raise network.KernelAddressError("no function found (forced)")
-        return original(kernel, arguments)
+        return original(kernel, arguments, argument_types)
 
     monkeypatch.setattr(network, "address_of", no_address_for_the_threshold)
     fused, per_object = _both(_run_logging_not_fused, "1*ms", 10 * ms)

@@ -103,6 +103,14 @@ def test_run_packed_passes_every_kind_of_argument():
     assert state[NEEDED] == 2 ** 40 + 3  # the kernel's result, all 64 bits
 
 
+def test_address_of_with_the_types_pack_found():
+    """pack's types are the signature address_of would compute: the same function."""
+    arguments = _arguments()
+    block, types = pack(arguments)
+    assert address_of(_kernel, arguments, types.instance_type.types) == address_of(
+        _kernel, arguments)
+
+
 def test_run_at_passes_the_tuple():
     hits, expected = _expected(2)
     arguments = _arguments()
