@@ -75,7 +75,7 @@ from brian2.synapses.synapses import Synapses, SynapticPathway
 from brian2.utils.logger import get_logger
 from numba.core.dispatcher import Dispatcher
 
-from .cache import LOOP_VARIANT, configured_cache_directory, loop_kernel
+from .cache import LOOP_VARIANT, configured_cache_directory, kernel_forms
 from .inspection import _code_objects
 from .kernel_cache import KernelCache
 
@@ -282,9 +282,8 @@ def kernel_states(net):
             continue
         seen += 1
         kernel = compiled.main
-        variant = loop_kernel(kernel, create=False)
         cache = getattr(kernel, "_cache", None)
-        if kernel.overloads or (variant is not None and variant.overloads):
+        if any(form.overloads for form in kernel_forms(kernel)):
             states["memory"] += 1
         elif isinstance(cache, KernelCache) and (cache.has_index()
                                                  or cache.has_index(LOOP_VARIANT)):

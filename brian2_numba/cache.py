@@ -47,6 +47,7 @@ __all__ = [
     "load_module",
     "loaded_dispatchers",
     "loop_kernel",
+    "kernel_forms",
     "cache_stats",
 ]
 
@@ -319,7 +320,7 @@ def loaded_dispatchers():
 LOOP_VARIANT = "loop"
 
 
-def loop_kernel(kernel, create=True):
+def loop_kernel(kernel):
     """``kernel`` compiled without numba's Python wrapper, for the fused loop.
 
     numba compiles a wrapper that unboxes the arguments from Python with
@@ -330,11 +331,11 @@ def loop_kernel(kernel, create=True):
     the kernel itself. The variant must never be called from Python: it has
     no entry point there, and numba would call address 0.
 
-    Returns the same dispatcher for the same kernel; with ``create=False``,
-    None if there is none yet.
+    Returns the same dispatcher for the same kernel (:func:`kernel_forms`
+    shows whether it exists, without making it).
     """
     variant = _loop_kernels.get(kernel)
-    if variant is not None or not create:
+    if variant is not None:
         return variant
     with _variants_lock:  # (the loop's module asks for them while load_module runs it)
         variant = _loop_kernels.get(kernel)
@@ -346,6 +347,12 @@ def loop_kernel(kernel, create=True):
                 attach(variant, cache.kernel_dir, cache.source_hash, LOOP_VARIANT)
             _loop_kernels[kernel] = variant
     return variant
+
+
+def kernel_forms(kernel):
+    """``kernel`` and, if this process made one, its variant for the fused loop."""
+    variant = _loop_kernels.get(kernel)
+    return (kernel,) if variant is None else (kernel, variant)
 
 
 def cache_stats():

@@ -33,7 +33,7 @@ from numba.core import event
 from numba.core.errors import NumbaError
 
 from . import compat
-from .cache import load_module, loop_kernel
+from .cache import kernel_forms, load_module
 from .codeobject import _CompiledBlock
 from .inspection import _code_objects
 from .network import last_network
@@ -155,8 +155,7 @@ def _kernel_cost(compiled):
     """
     if getattr(compiled.main, "stats", None) is None:
         return None, None
-    kernels = [kernel for kernel in (compiled.main, loop_kernel(compiled.main, create=False))
-               if kernel is not None]
+    kernels = kernel_forms(compiled.main)
     for kernel in kernels:
         stats = kernel.stats
         if sum(stats.cache_misses.values()):

@@ -26,7 +26,7 @@ from brian2 import (
 from brian2.codegen.targets import codegen_targets
 
 import brian2_numba
-from brian2_numba.cache import loop_kernel
+from brian2_numba.cache import kernel_forms
 
 
 def _deterministic_network(target):
@@ -156,9 +156,10 @@ def test_helpers_are_inlined_not_compiled_separately(numba_target):
     # fused loop compiles it without a Python wrapper (cache.loop_kernel)
     compiled = G.state_updater.code_objects[0].compiled_code["run"]
     assert compiled.path == path and compiled.main is not module.main
-    assert len(loop_kernel(compiled.main, create=False).signatures) == 1
+    assert len(kernel_forms(compiled.main)) == 2
+    assert len(kernel_forms(compiled.main)[1].signatures) == 1
     assert compiled.main.signatures == [] and module.main.signatures == []
-    assert loop_kernel(module.main, create=False) is None
+    assert kernel_forms(module.main) == (module.main,)
     assert compiled.main.py_func.__module__ != module.__name__
     for helper in (module._timestep, module._rand, module._fill_rand_buffer):
         assert helper.targetoptions.get("inline") == "always"
