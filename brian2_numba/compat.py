@@ -45,6 +45,7 @@ __all__ = [
     "code_objects",
     "clock_end",
     "warns_for_unused_objects",
+    "an_object_would_warn_when_collected",
     "set_network_clocks",
     "maximum_run_time",
     "set_maximum_run_time",
@@ -153,6 +154,9 @@ def missing_internals():
         "Device._set_maximum_run_time": lambda: callable(RuntimeDevice._set_maximum_run_time),
         "Network._globally_stopped": lambda: hasattr(_network_class(), "_globally_stopped"),
         "Network._globally_running": lambda: hasattr(_network_class(), "_globally_running"),
+        "BrianObject.__instances__": lambda: callable(_brian_object_class().__instances__),
+        "BrianLogger.exception_occured": lambda: isinstance(
+            _brian_logger_class().exception_occured, bool),
         "Group._check_for_invalid_states": lambda: callable(
             _group_class()._check_for_invalid_states),
         "Clock.epsilon_dt": lambda: isinstance(_clock_class().epsilon_dt, float),
@@ -169,6 +173,18 @@ def missing_internals():
         if not present:
             missing.append(name)
     return missing
+
+
+def _brian_object_class():
+    from brian2.core.base import BrianObject
+
+    return BrianObject
+
+
+def _brian_logger_class():
+    from brian2.utils.logger import BrianLogger
+
+    return BrianLogger
 
 
 def _timedarray_module():
@@ -408,6 +424,29 @@ def warns_for_unused_objects():
     if "logging.warn_for_unused_objects" in prefs:
         return bool(prefs["logging.warn_for_unused_objects"])
     return True
+
+
+def an_object_would_warn_when_collected():
+    """Whether a live Brian object would warn "never included in a network" when freed.
+
+    The test of ``BrianObject.__del__`` (2.10 and 2.11), applied to every
+    object of Brian's instance tracker (``BrianObject.__instances__()``, weak
+    references: garbage that is not collected yet is still in it). If none
+    would warn, the ``gc.collect()`` that ``Network.run`` does for that
+    warning has nothing to show.
+    """
+    from brian2.core.base import BrianObject
+    from brian2.core.preferences import prefs
+    from brian2.utils.logger import BrianLogger
+
+    if BrianLogger.exception_occured or not prefs["logging.warn_for_unused_objects"]:
+        return False
+    for reference in list(BrianObject.__instances__()):
+        obj = reference()
+        if (obj is not None and getattr(obj, "_network", "uninitialized") is None
+                and getattr(obj, "group", None) is None):
+            return True
+    return False
 
 
 def set_network_clocks(net, clocks):

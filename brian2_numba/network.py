@@ -410,7 +410,7 @@ def _network_run(net, duration, report, report_period, namespace, profile, level
 
 def _run_fused(net, duration, report, report_period, namespace, level):
     """Brian's ``Network.run``, with the loop compiled."""
-    if compat.warns_for_unused_objects():
+    if compat.warns_for_unused_objects() and compat.an_object_would_warn_when_collected():
         gc.collect()  # Brian's warning for objects never added to a network
     device = get_device()
     all_objects = net.sorted_objects

@@ -221,3 +221,20 @@ def test_maximum_run_time_stops_every_run():
     start = net.t
     net.run(10 * defaultclock.dt)
     assert abs(float(net.t - start) - 10 * float(defaultclock.dt)) < 1e-12
+
+
+def test_an_object_would_warn_when_collected(monkeypatch):
+    """Brian's test in BrianObject.__del__, on the live and uncollected objects."""
+    import gc
+
+    from brian2 import Network, NeuronGroup, ms
+    from brian2.utils.logger import BrianLogger
+
+    gc.collect()
+    group = NeuronGroup(1, "v : 1")
+    assert compat.an_object_would_warn_when_collected()
+    monkeypatch.setattr(BrianLogger, "exception_occured", True)
+    assert not compat.an_object_would_warn_when_collected()  # Brian warns no more
+    monkeypatch.setattr(BrianLogger, "exception_occured", False)
+    Network(group).run(0.1 * ms)  # in a network now: its _network is set
+    assert not compat.an_object_would_warn_when_collected()

@@ -379,6 +379,56 @@ def test_unused_object_warning_still_comes_from_run():
     assert gc.get_freeze_count() > 0  # with the freeze on (the default)
 
 
+class _CountedCollector:
+    """Stands in for the gc module in brian2_numba.network: counts collect()."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def collect(self, *args):
+        self.calls += 1
+        return gc.collect(*args)
+
+
+def test_run_collects_garbage_only_when_an_object_could_warn(monkeypatch):
+    """The fused run() calls gc.collect() (milliseconds) only if a Brian object
+    that was never in a network is alive or uncollected: else it shows nothing."""
+    from brian2_numba import network
+
+    prefs.logging.warn_for_unused_objects = True
+    gc.collect()  # other tests' garbage
+    G = _lif(namespace=dict(tau=2 * ms, I_ext=2.0, theta=1.0, v_reset=0.0))
+    net = Network(G, SpikeMonitor(G))
+    net.run(1 * ms)  # now every object of the test has been in a network
+    counted = _CountedCollector()
+    monkeypatch.setattr(network, "gc", counted)
+    with catch_logs() as logs:
+        net.run(1 * ms)
+        net.run(1 * ms)
+        assert counted.calls == 0
+        kept = NeuronGroup(2, "v : 1", name="short_runs_kept_unused")
+        net.run(1 * ms)
+        net.run(1 * ms)
+        assert counted.calls == 2  # it would warn if it were collected
+        kept._cycle = [kept]  # freed by the collector only, not when the name goes
+        del kept  # still tracked, uncollected: the next run() collects it
+        net.run(1 * ms)
+        assert counted.calls == 3
+        net.run(1 * ms)
+        assert counted.calls == 3
+    found = [log for log in logs if "short_runs_kept_unused" in log[2]]
+    assert len(found) == 1 and "never included in a network" in found[0][2]
+    # with the warning off, nothing to show: no collection (2.10 and 2.11 alike)
+    prefs.logging.warn_for_unused_objects = False
+    try:
+        NeuronGroup(2, "v : 1", name="short_runs_silent_unused")
+        net.run(1 * ms)
+        assert counted.calls == 3
+    finally:
+        prefs.logging.warn_for_unused_objects = True
+    gc.collect()
+
+
 # -- the freeze itself ------------------------------------------------------------
 
 _FREEZE_COUNT = """
