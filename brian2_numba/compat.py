@@ -46,6 +46,7 @@ __all__ = [
     "clock_end",
     "warns_for_unused_objects",
     "an_object_would_warn_when_collected",
+    "tracked_objects",
     "set_network_clocks",
     "maximum_run_time",
     "set_maximum_run_time",
@@ -155,6 +156,7 @@ def missing_internals():
         "Network._globally_stopped": lambda: hasattr(_network_class(), "_globally_stopped"),
         "Network._globally_running": lambda: hasattr(_network_class(), "_globally_running"),
         "BrianObject.__instances__": lambda: callable(_brian_object_class().__instances__),
+        "Nameable.__instances__": lambda: callable(_nameable_class().__instances__),
         "BrianLogger.exception_occured": lambda: isinstance(
             _brian_logger_class().exception_occured, bool),
         "Group._check_for_invalid_states": lambda: callable(
@@ -179,6 +181,12 @@ def _brian_object_class():
     from brian2.core.base import BrianObject
 
     return BrianObject
+
+
+def _nameable_class():
+    from brian2.core.names import Nameable
+
+    return Nameable
 
 
 def _brian_logger_class():
@@ -424,6 +432,18 @@ def warns_for_unused_objects():
     if "logging.warn_for_unused_objects" in prefs:
         return bool(prefs["logging.warn_for_unused_objects"])
     return True
+
+
+def tracked_objects():
+    """Weak references to every named Brian object, alive or not collected yet.
+
+    A copy of Brian's instance tracker (``Nameable.__instances__()``): groups,
+    clocks, code objects, ... A garbage object keeps its name taken (for
+    ``find_name``) until the collector frees it.
+    """
+    from brian2.core.names import Nameable
+
+    return set(Nameable.__instances__())
 
 
 def an_object_would_warn_when_collected():

@@ -336,6 +336,34 @@ def _earliest_time(clocks):
     return min(_clock_time(clock) for clock in clocks)
 
 
+#: Brian's tracked objects (weak references) at the end of the last fused
+#: run(), or None
+_tracked_after_run = None
+
+
+def _collect_garbage():
+    """Brian's ``gc.collect()`` at the start of ``run()``, where it can show.
+
+    A collection (milliseconds) does two things a user sees: objects never
+    included in a network warn as they go, and garbage objects free their
+    names, so that objects created later get the names (and the cached
+    kernels, whose arguments carry them) they would get on Brian's loop. It
+    is skipped only when neither can happen: no object would warn, and no
+    named object was created since the end of the last fused run (the
+    objects and code objects of repeated runs of one network).
+    """
+    if not compat.warns_for_unused_objects():
+        return  # Brian's own loop does not collect either
+    if (_tracked_after_run is None or compat.tracked_objects() - _tracked_after_run
+            or compat.an_object_would_warn_when_collected()):
+        gc.collect()
+
+
+def _note_tracked_objects():
+    global _tracked_after_run
+    _tracked_after_run = compat.tracked_objects()
+
+
 def _report_callback(report):
     if report == "text" or report == "stdout":
         return TextReport(sys.stdout)
@@ -410,8 +438,7 @@ def _network_run(net, duration, report, report_period, namespace, profile, level
 
 def _run_fused(net, duration, report, report_period, namespace, level):
     """Brian's ``Network.run``, with the loop compiled."""
-    if compat.warns_for_unused_objects() and compat.an_object_would_warn_when_collected():
-        gc.collect()  # Brian's warning for objects never added to a network
+    _collect_garbage()
     device = get_device()
     all_objects = net.sorted_objects
     clocks = sorted({obj.clock for obj in all_objects}, key=lambda clock: clock.name)
@@ -493,6 +520,7 @@ def _run_fused(net, duration, report, report_period, namespace, level):
         callback((end_time - start_time) * second, completed, t_start, duration)
     net.after_run()
     compat.clear_profiling_info(net)
+    _note_tracked_objects()
     if interrupted is not None:
         raise interrupted
 

@@ -238,3 +238,22 @@ def test_an_object_would_warn_when_collected(monkeypatch):
     monkeypatch.setattr(BrianLogger, "exception_occured", False)
     Network(group).run(0.1 * ms)  # in a network now: its _network is set
     assert not compat.an_object_would_warn_when_collected()
+
+
+def test_tracked_objects_are_weak_references_to_named_objects():
+    """A new group appears in the copy, which does not keep it alive."""
+    import weakref
+
+    from brian2 import NeuronGroup
+
+    before = compat.tracked_objects()
+    group = NeuronGroup(1, "v : 1")
+    new = compat.tracked_objects() - before
+    assert all(isinstance(reference, weakref.ref) for reference in new)
+    assert any(reference() is group for reference in new)
+    reference = weakref.ref(group)
+    del group, new
+    import gc
+
+    gc.collect()
+    assert reference() is None  # the copy did not keep it
