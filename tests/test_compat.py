@@ -242,6 +242,7 @@ def test_an_object_would_warn_when_collected(monkeypatch):
 
 def test_tracked_objects_are_weak_references_to_named_objects():
     """A new group appears in the copy, which does not keep it alive."""
+    import gc
     import weakref
 
     from brian2 import NeuronGroup
@@ -253,7 +254,5 @@ def test_tracked_objects_are_weak_references_to_named_objects():
     assert any(reference() is group for reference in new)
     reference = weakref.ref(group)
     del group, new
-    import gc
-
     gc.collect()
     assert reference() is None  # the copy did not keep it
