@@ -83,6 +83,9 @@ from .run_once import install as _install_run_once  # noqa: E402
 _install_run_once()  # run-once code objects through numpy on a cold cache
 
 from . import introspect  # noqa: E402, F401  (times compilations from now on)
+from .cache_keys import install as _install_cache_keys  # noqa: E402
+
+_install_cache_keys()  # Brian's memoisation keys, computed faster (see cache_keys)
 
 
 def test(long_tests=False, per_object=False, workers="auto", additional_args=(), threads=1,

@@ -14,6 +14,8 @@ environment variable ``BRIAN2_NUMBA_ALLOW_UNTESTED_BRIAN=1`` turns it into a
 warning, which also lists the internals that are missing.
 """
 
+import hashlib
+import inspect
 import os
 import warnings
 
@@ -58,6 +60,7 @@ __all__ = [
     "clear_profiling_info",
     "set_loop_file",
     "loop_file",
+    "install_cache_keys",
     "preference_plugin",
 ]
 
@@ -163,6 +166,8 @@ def missing_internals():
             _group_class()._check_for_invalid_states),
         "Clock.epsilon_dt": lambda: isinstance(_clock_class().epsilon_dt, float),
         "brian2.tests.PreferencePlugin": lambda: callable(_preference_plugin_class()),
+        "brian2.utils.caching._hashable": lambda: callable(_caching_module()._hashable),
+        "brian2.utils.caching._of_type": lambda: callable(_caching_module()._of_type),
     }
     for name in ("_full_state", "_restore_from_full_state", "_state_tuple"):
         checks[f"SpikeQueue.{name}"] = lambda name=name: hasattr(_cython_spike_queue(), name)
@@ -524,6 +529,46 @@ def set_loop_file(net, path):
 def loop_file(net):
     """The generated loop file of a network's last fused run, or None."""
     return getattr(net, "_brian2_numba_loop_file", None)
+
+
+# -- memoisation (brian2_numba.cache_keys) ------------------------------------------------
+
+#: sha256 of the source of ``brian2.utils.caching._hashable`` that
+#: :mod:`brian2_numba.cache_keys` reproduces (Brian 2.10 and 2.11: the same)
+HASHABLE_SOURCE_DIGESTS = frozenset({
+    "bb709c33e575bb93c24deaa5978c11eec7b6dfeb63f639d9d30d1e251e7c80e2",
+})
+
+
+def _caching_module():
+    from brian2.utils import caching
+
+    return caching
+
+
+def hashable_source_digest(function):
+    """sha256 of a function's source, or None where Python cannot find it."""
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def install_cache_keys(make_hashable):
+    """Let ``brian2.utils.caching.cached`` compute its keys with a faster function.
+
+    ``brian2.utils.caching._hashable`` is replaced with
+    ``make_hashable(brian2.utils.caching._of_type)`` if its source is the one
+    that function reproduces (:data:`HASHABLE_SOURCE_DIGESTS`); ``cached``
+    looks it up at every call. Returns True if it was replaced; False leaves
+    Brian's own (another version of it, or already replaced).
+    """
+    caching = _caching_module()
+    if hashable_source_digest(caching._hashable) not in HASHABLE_SOURCE_DIGESTS:
+        return False
+    caching._hashable = make_hashable(caching._of_type)
+    return True
 
 
 # -- the test suites (tests/conftest.py, brian2_numba.brian_suite) -----------------------
