@@ -12,6 +12,7 @@ no logging, no introspection.
 
 import functools
 import inspect
+import weakref
 
 import numpy as np
 from brian2.codegen.codeobject import (
@@ -121,8 +122,17 @@ def _with_local_positions(kernel_module, parameters, positions, decorator):
     return load_module(tidy(source))
 
 
+#: the parameter names of a generated function, by function (``inspect.signature``
+#: costs tens of µs; the kernels outlive the code objects created at every run)
+_PARAMETER_NAMES = weakref.WeakKeyDictionary()
+
+
 def _parameter_names(function):
-    return tuple(inspect.signature(getattr(function, "py_func", function)).parameters)
+    function = getattr(function, "py_func", function)
+    names = _PARAMETER_NAMES.get(function)
+    if names is None:
+        names = _PARAMETER_NAMES[function] = tuple(inspect.signature(function).parameters)
+    return names
 
 
 
