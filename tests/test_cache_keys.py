@@ -19,6 +19,7 @@ from brian2 import (
     BinomialFunction,
     Cylinder,
     Function,
+    Hz,
     Network,
     NeuronGroup,
     PoissonGroup,
@@ -30,12 +31,10 @@ from brian2 import (
     StateMonitor,
     Synapses,
     TimedArray,
-    Hz,
     cm,
-    mV,
     ms,
+    mV,
     ohm,
-    siemens,
     start_scope,
     uF,
     um,
@@ -208,15 +207,16 @@ def test_another_function_is_left_in_place(monkeypatch):
     assert caching._hashable is not BRIANS
 
 
-@pytest.mark.parametrize("setting, replaced", [("0", False), ("1", True)])
+@pytest.mark.parametrize("setting, replaced", [(None, True), ("0", False), ("1", True)])
 def test_the_environment_can_keep_brians_function(numba_target, setting, replaced):
+    variable = cache_keys.ENVIRONMENT_VARIABLE
     result = run_script(
         """
-        import sys
         import brian2_numba
         from brian2.utils import caching
         print(caching._hashable.__module__)
-        """, numba_target, env={cache_keys.ENVIRONMENT_VARIABLE: setting})
+        """, numba_target, env={} if setting is None else {variable: setting},
+        unset=[variable] if setting is None else [])
     module = result.stdout.split()[-1]
     assert (module == "brian2_numba.cache_keys") == replaced, module
 
