@@ -14,9 +14,10 @@ the key up then finds the result it memoised at the first run.
 :func:`make_hashable` builds a function that returns what Brian's
 ``_hashable`` returns, equal and with the same hash, for every input. It
 takes the common types first (the exact built-in types, lists, tuples and
-dictionaries, none of which can have a ``_state_tuple``), reads a ``_state_tuple`` once where
-Brian reads it twice (``hasattr``, then the value), and follows Brian's own
-steps, in Brian's order, for everything else. Only the speed differs.
+dictionaries, none of which can have a ``_state_tuple``), reads a
+``_state_tuple`` once where Brian reads it twice (``hasattr``, then the
+value), and follows Brian's own steps, in Brian's order, for everything
+else. Only the speed differs.
 
 :func:`brian2_numba.compat.install_cache_keys` puts it in place of Brian's,
 once, at import, if Brian's function is the one this module reproduces (the

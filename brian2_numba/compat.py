@@ -60,6 +60,8 @@ __all__ = [
     "clear_profiling_info",
     "set_loop_file",
     "loop_file",
+    "HASHABLE_SOURCE_DIGESTS",
+    "hashable_source_digest",
     "install_cache_keys",
     "preference_plugin",
 ]
