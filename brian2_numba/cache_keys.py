@@ -16,8 +16,8 @@ the key up then finds the result it memoised at the first run.
 takes the common types first (the exact built-in types, lists, tuples and
 dictionaries, none of which can have a ``_state_tuple``), reads a
 ``_state_tuple`` once where Brian reads it twice (``hasattr``, then the
-value), and follows Brian's own steps, in Brian's order, for everything
-else. Only the speed differs.
+value), and hands everything else to Brian's own function. Only the speed
+differs.
 
 :func:`brian2_numba.compat.install_cache_keys` puts it in place of Brian's,
 once, at import, if Brian's function is the one this module reproduces (the
@@ -28,7 +28,6 @@ on every key that models of every kind compute.
 """
 
 import os
-from collections.abc import Mapping
 
 from . import compat
 
@@ -42,14 +41,16 @@ _ATOMS = frozenset({str, int, float, bool, type(None), complex, bytes})
 _MISSING = object()
 
 
-def make_hashable(of_type):
-    """The key function, using Brian's ``of_type`` (its memoised ``issubclass``).
+def make_hashable(brians):
+    """The key function, with Brian's own for what it does not take itself.
 
     Parameters
     ----------
-    of_type : callable
-        ``brian2.utils.caching._of_type``, so that a type's answer is the
-        one Brian's own function gets.
+    brians : callable
+        ``brian2.utils.caching._hashable``. It gets every object that is not
+        an exact built-in type, list, tuple or dictionary and has no
+        ``_state_tuple`` (its recursion then calls whatever
+        ``brian2.utils.caching._hashable`` is: once installed, this function).
 
     Returns
     -------
@@ -68,20 +69,7 @@ def make_hashable(of_type):
         state = getattr(obj, "_state_tuple", _MISSING)  # Brian: hasattr, then again
         if state is not _MISSING:
             return hashable(state)
-        # from here on, Brian's steps as they are
-        if of_type(obj_type, Mapping):
-            return frozenset((hashable(key), hashable(value)) for key, value in obj.items())
-        elif of_type(obj_type, set):
-            return frozenset(hashable(element) for element in obj)
-        elif of_type(obj_type, tuple) or of_type(obj_type, list):
-            return tuple(hashable(element) for element in obj)
-        if hasattr(obj, "dim") and getattr(obj, "shape", None) == ():
-            return float(obj), obj.dim  # a scalar Quantity
-        try:
-            hash(obj)
-            return obj
-        except TypeError as ex:
-            raise TypeError(f"Do not know how to handle object of type {type(obj)}") from ex
+        return brians(obj)  # Brian's steps, from its own (failing) hasattr on
 
     return hashable
 

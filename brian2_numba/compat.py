@@ -169,7 +169,6 @@ def missing_internals():
         "Clock.epsilon_dt": lambda: isinstance(_clock_class().epsilon_dt, float),
         "brian2.tests.PreferencePlugin": lambda: callable(_preference_plugin_class()),
         "brian2.utils.caching._hashable": lambda: callable(_caching_module()._hashable),
-        "brian2.utils.caching._of_type": lambda: callable(_caching_module()._of_type),
     }
     for name in ("_full_state", "_restore_from_full_state", "_state_tuple"):
         checks[f"SpikeQueue.{name}"] = lambda name=name: hasattr(_cython_spike_queue(), name)
@@ -561,7 +560,7 @@ def install_cache_keys(make_hashable):
     """Let ``brian2.utils.caching.cached`` compute its keys with a faster function.
 
     ``brian2.utils.caching._hashable`` is replaced with
-    ``make_hashable(brian2.utils.caching._of_type)`` if its source is the one
+    ``make_hashable(brian2.utils.caching._hashable)`` if its source is the one
     that function reproduces (:data:`HASHABLE_SOURCE_DIGESTS`); ``cached``
     looks it up at every call. Returns True if it was replaced; False leaves
     Brian's own (another version of it, or already replaced).
@@ -569,7 +568,7 @@ def install_cache_keys(make_hashable):
     caching = _caching_module()
     if hashable_source_digest(caching._hashable) not in HASHABLE_SOURCE_DIGESTS:
         return False
-    caching._hashable = make_hashable(caching._of_type)
+    caching._hashable = make_hashable(caching._hashable)
     return True
 
 
