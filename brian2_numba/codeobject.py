@@ -69,11 +69,14 @@ class _CompiledBlock:
 
     A module may also define ``make_room``: then a truthy return value of
     ``main`` means a data structure was too small (nothing was done);
-    ``make_room(result, ...)`` grows it and ``main`` runs again.
+    ``make_room(result, ...)`` grows it and ``main`` runs again. A module
+    that defines ``_ONLY_WITH_EVENTS`` (the name of an eventspace array)
+    does nothing on a time step without events there: ``events`` is that
+    array, and ``main`` is not called when its count is 0.
     """
 
     __slots__ = ("main", "parameters", "args", "make_room", "make_room_parameters",
-                 "make_room_args", "path", "module_globals")
+                 "make_room_args", "path", "module_globals", "events_name", "events")
 
     def __init__(self, module, namespace):
         self.path = module.__file__
@@ -86,6 +89,7 @@ class _CompiledBlock:
                 module.__name__, self.parameters, tuple(positions), numba_decorator()
             ).main
         self.make_room = getattr(module, "make_room", None)
+        self.events_name = getattr(module, "_ONLY_WITH_EVENTS", None)
         self.make_room_parameters = (
             _parameter_names(self.make_room)[1:] if self.make_room else ()
         )
@@ -94,7 +98,8 @@ class _CompiledBlock:
     def bind(self, namespace):
         """(Re)build the argument tuples from the namespace."""
         missing = [
-            p for p in self.parameters + self.make_room_parameters if p not in namespace
+            p for p in (*self.parameters, *self.make_room_parameters, self.events_name)
+            if p is not None and p not in namespace
         ]
         if missing:
             raise KeyError(
@@ -103,6 +108,7 @@ class _CompiledBlock:
             )
         self.args = tuple(namespace[p] for p in self.parameters)
         self.make_room_args = tuple(namespace[p] for p in self.make_room_parameters)
+        self.events = None if self.events_name is None else namespace[self.events_name]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -295,6 +301,9 @@ class NumbaCodeObject(CodeObject):
         compiled = self.compiled_code[block]
         if compiled is None:
             return None
+        events = compiled.events
+        if events is not None and events[len(events) - 1] == 0:
+            return None  # a step without events: the kernel would do nothing
         try:
             result = compiled.main(*compiled.args)
             if compiled.make_room is not None and result:

@@ -101,6 +101,11 @@ class _Entry:
         return self.codeobj.template_name if self.codeobj is not None else "network_operation"
 
     @property
+    def events(self):
+        """The eventspace array without whose events the kernel does nothing, or None."""
+        return self.compiled.events if self.compiled is not None else None
+
+    @property
     def make_room(self):
         return self.compiled is not None and self.compiled.make_room is not None
 
@@ -190,6 +195,7 @@ class _FusedLoop:
             streams=_appended_arrays(entries))
         self.args = (float(Clock.epsilon_dt), self.addresses, blocks, self.warm_regions,
                      *clock_args,
+                     *(entry.events for entry in entries if entry.events is not None),
                      *(entry.args if entry.packed is None else entry.packed[1]
                        for entry in entries if entry.codeobj is not None))
         self.max_steps = 16
