@@ -14,6 +14,7 @@ environment variable ``BRIAN2_NUMBA_ALLOW_UNTESTED_BRIAN=1`` turns it into a
 warning, which also lists the internals that are missing.
 """
 
+import functools
 import hashlib
 import inspect
 import os
@@ -401,20 +402,24 @@ def function_return_type(func):
 
 
 # -- the network loop (brian2_numba.network) -----------------------------------------
+# (the classes are looked up once: the fused loop asks at every run() and chunk)
 
 
+@functools.cache
 def _network_class():
     from brian2.core.network import Network
 
     return Network
 
 
+@functools.cache
 def _group_class():
     from brian2.groups.group import Group
 
     return Group
 
 
+@functools.cache
 def _clock_class():
     from brian2.core.clocks import Clock
 
