@@ -37,6 +37,7 @@ from numba.core.errors import NumbaError
 
 from . import __version__
 from .cache import load_module
+from .collector import full_collections_postponed
 from .diagnostics import function_at_fault, implementation_names
 from .functions import HEADER_IMPORTS
 from .generator import NumbaCodeGenerator
@@ -76,7 +77,8 @@ class _CompiledBlock:
     """
 
     __slots__ = ("main", "parameters", "args", "make_room", "make_room_parameters",
-                 "make_room_args", "path", "module_globals", "events_name", "events")
+                 "make_room_args", "path", "module_globals", "events_name", "events",
+                 "called")
 
     def __init__(self, module, namespace):
         self.path = module.__file__
@@ -93,7 +95,16 @@ class _CompiledBlock:
         self.make_room_parameters = (
             _parameter_names(self.make_room)[1:] if self.make_room else ()
         )
+        self.called = False
         self.bind(namespace)
+
+    def first_call(self):
+        """Call the kernel the first time: numba compiles it or loads it from the cache,
+        with no full garbage collection in the middle (see :mod:`.collector`)."""
+        with full_collections_postponed():
+            result = self.main(*self.args)
+        self.called = True
+        return result
 
     def bind(self, namespace):
         """(Re)build the argument tuples from the namespace."""
@@ -305,7 +316,10 @@ class NumbaCodeObject(CodeObject):
         if events is not None and events[len(events) - 1] == 0:
             return None  # a step without events: the kernel would do nothing
         try:
-            result = compiled.main(*compiled.args)
+            if compiled.called:
+                result = compiled.main(*compiled.args)
+            else:
+                result = compiled.first_call()
             if compiled.make_room is not None and result:
                 compiled.make_room(result, *compiled.make_room_args)
                 result = compiled.main(*compiled.args)

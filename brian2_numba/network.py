@@ -46,6 +46,7 @@ from numba.core.errors import NumbaError
 from . import compat, threads, warm_up
 from .cache import load_module, loop_kernel
 from .codeobject import NumbaCodeObject
+from .collector import full_collections_postponed
 from .kernel_calls import (
     CALL_CONVENTION,
     CHUNK_DONE,
@@ -467,7 +468,8 @@ def _run_fused(net, duration, report, report_period, namespace, level):
         entries = [_Entry(n, clocks.index(obj.clock), obj) for n, obj in enumerate(active)]
     loop = _FusedLoop(net, entries, clocks)
     try:
-        loop.compile()
+        with full_collections_postponed():
+            loop.compile()
     except (NumbaError, KernelAddressError) as exc:  # never worse than Brian's loop
         what = ("its loop" if loop.compiling is None
                 else f"the kernel of '{loop.compiling.codeobj.name}'")
@@ -538,7 +540,8 @@ def network_before_run(net, run_namespace):
     compiled or loaded), so the advisor sees the kernels' cache state.
     """
     global _advice_request
-    Network.before_run.original_function(net, run_namespace)
+    with full_collections_postponed():  # (Brian generates every code object here)
+        Network.before_run.original_function(net, run_namespace)
     request, _advice_request = _advice_request, None
     if request is not None and request[0]() is net:
         from .advisor import advise_run  # (imported on the first run)

@@ -278,3 +278,24 @@ def test_list_and_report_need_neither_tqdm_nor_matplotlib(tmp_path):
     assert "cuba_det" in proc.stdout
     assert (tmp_path / "summary.txt").exists()
     assert "pip install 'brian2-numba[bench]', or pass --no-plots" in proc.stderr
+
+
+@pytest.mark.parametrize("threads", [2, 1])
+def test_sync_cost_measures_regions_and_barriers(threads):
+    """``python -m brian2_numba.bench.sync_cost``, in a process of its own (its parallel
+    regions start OpenMP, which a forked test process could not use after): both
+    forms with 2 threads, and a clear error with fewer."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "brian2_numba.bench.sync_cost", "--steps", "200", "-r", "1"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "NUMBA_NUM_THREADS": str(threads)})
+    if threads < 2:
+        assert proc.returncode != 0
+        assert "fewer than 2 threads" in proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1]
+            for line in proc.stdout.splitlines() if line.startswith("| ") and "form" not in line}
+    assert set(rows) == {"parallel regions", "barriers in one region"}
+    for cells in rows.values():  # (how long they take is the tool's output, not asserted)
+        assert len(cells) == 3 and all(float(cell) == float(cell) for cell in cells)

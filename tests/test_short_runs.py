@@ -486,3 +486,63 @@ def test_freeze_at_import_and_its_switch(tmp_path, setting):
         assert found["after"] == found["before"]  # 0 on 3.13, 375 on 3.12
     else:  # numba's tables and everything imported
         assert found["after"] > found["before"] + 10_000
+
+
+# -- no full collection while code is generated and compiled -------------------------
+
+
+def test_full_collections_postponed_restores_the_thresholds():
+    from brian2_numba.collector import POSTPONED_THRESHOLD, full_collections_postponed
+
+    before = gc.get_threshold()
+    with full_collections_postponed():
+        assert gc.get_threshold()[2] == POSTPONED_THRESHOLD
+        assert gc.get_threshold()[:2] == before[:2]  # the young generations as before
+        with full_collections_postponed():  # nested
+            assert gc.get_threshold()[2] == POSTPONED_THRESHOLD
+        assert gc.get_threshold()[2] == POSTPONED_THRESHOLD
+    assert gc.get_threshold() == before
+    with pytest.raises(ZeroDivisionError):
+        with full_collections_postponed():
+            1 / 0
+    assert gc.get_threshold() == before
+    gc.set_threshold(before[0], before[1], 2 * POSTPONED_THRESHOLD)  # a user's own setting
+    try:
+        with full_collections_postponed():
+            assert gc.get_threshold()[2] == 2 * POSTPONED_THRESHOLD
+        assert gc.get_threshold()[2] == 2 * POSTPONED_THRESHOLD
+    finally:
+        gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_cold_run_generates_and_compiles_with_full_collections_postponed(numba_target,
+                                                                          fused):
+    """Brian's code generation and numba's compilation (of code not in memory or on
+    disk) run inside the postponement, the young generations are still collected
+    there, and the user's thresholds are back afterwards."""
+    from brian2_numba.collector import POSTPONED_THRESHOLD
+
+    prefs.codegen.runtime.numba.fused = fused
+    before = gc.get_threshold()
+    # an equation of this test only: its kernels are compiled here, not loaded
+    G = NeuronGroup(20, f"dv/dt = ({1.25 + fused} - v) / (10*ms) : 1", threshold="v > 1",
+                    reset="v = 0", method="exact")
+    net = Network(G, SpikeMonitor(G))
+    collections = []  # (generation, postponed?) of every collection that starts
+
+    def note(phase, info):
+        if phase == "start":
+            collections.append((info["generation"], gc.get_threshold()[2] == POSTPONED_THRESHOLD))
+
+    gc.callbacks.append(note)
+    try:
+        net.run(2 * ms)
+    finally:
+        gc.callbacks.remove(note)
+    assert gc.get_threshold() == before
+    assert all(g < 2 for g, postponed in collections if postponed)
+    # most of the run's allocating is generating and compiling: most collections
+    # start while full ones are postponed
+    postponed = [g for g, postponed in collections if postponed]
+    assert len(postponed) > len(collections) / 2, collections

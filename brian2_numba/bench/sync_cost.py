@@ -1,23 +1,22 @@
-"""What synchronising two threads costs here, against the work of one time step.
+"""What it costs two threads to meet: a parallel region, or a barrier inside one.
 
-``python -m brian2_numba.bench.sync_cost`` times a synthetic time step (an
-integrate-and-fire update over ``n`` neurons, then a second loop that reads
-what the first wrote, as a threshold or a synaptic effect would) in three
-forms, with 2 threads:
+``python -m brian2_numba.bench.sync_cost`` times, with 2 threads, steps that
+do almost nothing but synchronise, 1 and 4 times per step:
 
-* ``serial``: one thread;
-* ``regions``: each loop a ``prange`` of its own, as ``threads > 1`` makes
-  each large kernel (two parallel regions per step);
-* ``one region``: one parallel region for all the steps, each thread updating
-  its half of the neurons, with spin barriers (an atomic counter) between the
-  loops, once with 1 and once with 4 barriers per step. This is the "one
-  parallel region per time step" that a network of small kernels would need
+* ``parallel regions``: a ``prange(2)`` region per synchronisation, as
+  ``threads > 1`` runs each large kernel (its region starts and joins the
+  threads);
+* ``barriers in one region``: one region for all the steps, in which the two
+  threads meet at spin barriers (an atomic counter). This is how a "one
+  parallel region per time step" loop would run a network of small kernels
   (docs/benchmarks.md, Threads).
 
-From these it derives the cost of a barrier and of a parallel region. The
-barrier version assumes both iterations of its ``prange(2)`` run at once,
-which holds for numba's ``omp`` and ``workqueue`` layers with 2 threads or
-more; it is a measurement, not something brian2_numba runs.
+The difference between the two counts, divided by 3, is the cost of one
+synchronisation without the loop's own. The barriers need both parts of the
+``prange(2)`` to run at once; if they do not (one thread, or a layer that
+runs them one after the other), a barrier gives up after :data:`SPIN_LIMIT`
+reads and the measurement raises ``RuntimeError`` instead of hanging. This
+is a measurement: brian2_numba itself runs no barrier.
 """
 
 import argparse
@@ -55,13 +54,18 @@ def _atomic_read(typingctx, array):
     return types.int64(array), codegen
 
 
+#: reads of the counter before a barrier gives up (seconds of spinning)
+SPIN_LIMIT = 1 << 30
+
+
 @njit(inline="always")
 def _barrier(arrivals, threads, generation):
-    """Wait until every thread has arrived ``generation + 1`` times."""
+    """Wait until every thread has arrived ``generation + 1`` times; -1 if it never does."""
     _atomic_increment(arrivals)
-    while _atomic_read(arrivals) < (generation + 1) * threads:
-        pass
-    return generation + 1
+    for _ in range(SPIN_LIMIT):
+        if _atomic_read(arrivals) >= (generation + 1) * threads:
+            return generation + 1
+    return -1
 
 
 @njit(parallel=True)
@@ -77,20 +81,39 @@ def regions(steps, per_step, out):
 def one_region(steps, per_step, arrivals):
     """One parallel region of 2 threads that meet at ``per_step`` barriers, ``steps`` times."""
     arrivals[0] = 0
-    for _part in prange(2):
+    arrivals[8:10] = 0  # the parts that gave up
+    for part in prange(2):
         generation = 0
-        for _ in range(steps):
-            for _ in range(per_step):
-                generation = _barrier(arrivals, 2, generation)
-    return arrivals[0]
+        for _ in range(steps * per_step):
+            generation = _barrier(arrivals, 2, generation)
+            if generation < 0:
+                arrivals[8 + part] = 1  # (the other part then gives up too)
+                break
+    return arrivals[8] + arrivals[9] == 0
 
 
 def measure(counts=(1, 4), steps=20000, repeats=5):
-    """µs per step for each form and count of synchronisations per step, medians of ``repeats``."""
+    """µs per step for each form and count of synchronisations per step, medians of ``repeats``.
+
+    Returns
+    -------
+    list of dict
+        One row per form: ``"form"``, µs per step for each of ``counts``, and
+        ``"each"``, the µs of one synchronisation.
+    """
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        raise RuntimeError("numba has fewer than 2 threads here (NUMBA_NUM_THREADS)")
     numba.set_num_threads(2)
     arrivals, out = np.zeros(16, dtype=np.int64), np.zeros(16, dtype=np.int64)
+
+    def barriers(steps, per_step):
+        if not one_region(steps, per_step, arrivals):
+            raise RuntimeError(f"the two parts of a prange(2) did not run at once "
+                               f"(threading layer {numba.threading_layer()}): no barrier "
+                               "can be measured")
+
     forms = {"parallel regions": lambda s, k: regions(s, k, out),
-             "barriers in one region": lambda s, k: one_region(s, k, arrivals)}
+             "barriers in one region": barriers}
     rows = []
     for name, run in forms.items():
         run(10, 1)  # compile
@@ -114,7 +137,10 @@ def main(argv=None):
     parser.add_argument("-r", "--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     counts = (1, 4)
-    rows = measure(counts, steps=args.steps, repeats=args.repeats)
+    try:
+        rows = measure(counts, steps=args.steps, repeats=args.repeats)
+    except RuntimeError as exc:  # (fewer than 2 threads: a message, not a traceback)
+        parser.error(str(exc))
     print(f"threading layer {numba.threading_layer()}, 2 threads; µs per step with "
           f"{counts[0]} and {counts[1]} synchronisations per step, and per synchronisation; "
           f"medians of {args.repeats}")
