@@ -29,16 +29,20 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 
+def _first_element(context, builder, signature, args):
+    """A pointer to ``args[0][0]`` (a 1-d int64 array)."""
+    array_type = signature.args[0]
+    struct = context.make_array(array_type)(context, builder, args[0])
+    return cgutils.get_item_pointer(context, builder, array_type, struct,
+                                    [context.get_constant(types.intp, 0)])
+
+
 @intrinsic
 def _atomic_increment(typingctx, array):
     """``array[0] += 1`` as one atomic read-modify-write (sequentially consistent)."""
     def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        struct = context.make_array(array_type)(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(context, builder, array_type, struct,
-                                           [context.get_constant(types.intp, 0)])
-        return builder.atomic_rmw("add", pointer, context.get_constant(types.int64, 1),
-                                  "seq_cst")
+        return builder.atomic_rmw("add", _first_element(context, builder, signature, args),
+                                  context.get_constant(types.int64, 1), "seq_cst")
     return types.int64(array), codegen
 
 
@@ -46,11 +50,8 @@ def _atomic_increment(typingctx, array):
 def _atomic_read(typingctx, array):
     """``array[0]``, read atomically (so that a spinning loop sees other threads' writes)."""
     def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        struct = context.make_array(array_type)(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(context, builder, array_type, struct,
-                                           [context.get_constant(types.intp, 0)])
-        return builder.load_atomic(pointer, "seq_cst", 8)
+        return builder.load_atomic(_first_element(context, builder, signature, args),
+                                   "seq_cst", 8)
     return types.int64(array), codegen
 
 
