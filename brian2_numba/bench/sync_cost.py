@@ -16,7 +16,9 @@ synchronisation without the loop's own. The barriers need both parts of the
 ``prange(2)`` to run at once; if they do not (one thread, or a layer that
 runs them one after the other), a barrier gives up after :data:`SPIN_LIMIT`
 reads and the measurement raises ``RuntimeError`` instead of hanging. This
-is a measurement: brian2_numba itself runs no barrier.
+is a measurement: brian2_numba itself runs no barrier. Run it on an
+otherwise idle machine: a spinning thread competes with other work for the
+cores, and the numbers then mean nothing (they can even come out negative).
 """
 
 import argparse
