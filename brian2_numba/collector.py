@@ -20,8 +20,9 @@ keep the collector as it was.
 While a ``run()`` generates and compiles its code (Brian's code generation,
 numba's typing and LLVM), :func:`full_collections_postponed` keeps Python's
 automatic *full* collections from starting: each walks every object created
-since the freeze, and a cold first ``run()`` paid three or four of them,
-0.25–0.35 s of its 2–3.5 s. The young generations are still collected, so
+since the freeze, and a cold first ``run()`` (Brunel–Hakim 2000) went
+through two or three of them besides Brian's own, 0.12–0.25 s of its
+2.4–3.5 s. The young generations are still collected, so
 the compilers' short-lived cycles are freed as before; what has survived
 into the oldest generation waits for the next full collection after it.
 """
